@@ -1,0 +1,95 @@
+// Tensor type table and the compute kernels the model uses, behind one dispatch table.
+//
+// Every kernel family has a scalar reference (`*_ref`, the oracle the tests compare against) and
+// ISA variants (AVX2, AVX-512 VNNI, ...) compiled in separate files with their own flags; the best
+// one for this CPU is chosen once, from CPUID, by kernels(). The integer kernels must be bit-exact
+// with the reference; the float kernels may differ from it only by summation order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bitnet {
+
+// ggml/GGUF type ids (bitnet.cpp numbering for the ternary types).
+enum TensorType : uint32_t {
+    TYPE_F32 = 0,
+    TYPE_F16 = 1,
+    TYPE_Q4_0 = 2,
+    TYPE_Q8_0 = 8,
+    TYPE_Q6_K = 14,
+    TYPE_BF16 = 30,
+    TYPE_TQ1_0 = 34,
+    TYPE_TQ2_0 = 35,
+    TYPE_I2_S = 36,
+};
+
+// I2_S: 2-bit codes (0 -> -1, 1 -> 0, 2 -> +1) in blocks of 128 values / 32 bytes; byte j of a
+// block holds values j, j+32, j+64, j+96 in bit pairs 7-6, 5-4, 3-2, 1-0. One float32 scale
+// (the dequantized magnitude of a +1) follows the packed bytes; the tensor is n/4 + 32 bytes.
+constexpr int64_t I2S_BLOCK = 128;
+constexpr size_t I2S_TRAILER = 32;
+
+struct TypeTraits {
+    uint32_t id;
+    const char* name;
+    int64_t block_size;   // values per block
+    size_t block_bytes;   // bytes per block
+    size_t trailer_bytes; // bytes after the blocks of the whole tensor (I2_S scale)
+};
+
+// nullptr for a type id this engine does not know.
+const TypeTraits* type_traits(uint32_t type);
+std::string type_name(uint32_t type);  // "I2_S", or "type 77" for an unknown id
+
+// Bytes a tensor of `type` with row length ne0 and n_elements values occupies in a file.
+// Throws bitnet::Error (naming `what`) when the type is unknown or ne0 is not a multiple of its
+// block size (for I2_S: "K not a multiple of 128").
+size_t type_nbytes(uint32_t type, int64_t ne0, int64_t n_elements, const std::string& what);
+
+float fp16_to_fp32(uint16_t h);
+uint16_t fp32_to_fp16(float f);
+
+// Row `row` of a 2-D F32/F16 tensor with rows of length k, as float. Throws for other types.
+void dequantize_row(uint32_t type, const void* data, int64_t k, int64_t row, float* out);
+
+// ---- kernel signatures ----------------------------------------------------------------------
+
+// Per-token int8 quantization of activations, exactly as BitNet b1.58 (and torch) do it:
+//   s = 127 / max(max|x|, 1e-5);  q = clamp(rint(x * s), -128, 127)   (float32, half to even)
+// Writes q[0..k), *scale = s and *qsum = Σ q (used to undo the +1 offset of I2_S codes).
+using quantize_act_fn = void (*)(const float* x, int64_t k, int8_t* q, float* scale, int32_t* qsum);
+
+// Raw I2_S products for rows [m0, m1) of a packed M x K matrix W (K/4 bytes per row, K a
+// multiple of 128) against N int8 activation rows:
+//   out[n*ldo + m] = Σ_k code(W[m,k]) * Q[n*ldq + k]      codes are the unsigned 0/1/2
+// The caller turns this into a ternary product with (out - qsum[n]).
+using i2s_gemm_fn = void (*)(const uint8_t* W, int64_t K, const int8_t* Q, int64_t ldq, int64_t N,
+                             int32_t* out, int64_t ldo, int64_t m0, int64_t m1);
+
+// Float products for rows [m0, m1) of an M x K F32 or F16 matrix against N float rows:
+//   Y[n*ldy + m] = Σ_k W[m,k] * X[n*ldx + k]
+using f32_gemm_fn = void (*)(const float* W, int64_t K, const float* X, int64_t ldx, int64_t N,
+                             float* Y, int64_t ldy, int64_t m0, int64_t m1);
+using f16_gemm_fn = void (*)(const uint16_t* W, int64_t K, const float* X, int64_t ldx, int64_t N,
+                             float* Y, int64_t ldy, int64_t m0, int64_t m1);
+
+struct KernelSet {
+    const char* isa;  // "scalar", "avx2", "avx512vnni", ...
+    quantize_act_fn quantize_act;
+    i2s_gemm_fn i2s_gemm;
+    f32_gemm_fn f32_gemm;
+    f16_gemm_fn f16_gemm;
+};
+
+// Reference set (scalar, portable).
+const KernelSet& kernels_ref();
+// Every set compiled in and supported by this CPU, reference first.
+std::vector<const KernelSet*> kernels_available();
+// The set the engine uses: the best supported one, or the one named by the environment variable
+// BITNET_ISA (scalar | avx2 | avx512vnni); an unknown or unsupported name is a bitnet::Error.
+const KernelSet& kernels();
+
+}  // namespace bitnet
