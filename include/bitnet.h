@@ -81,6 +81,7 @@ BITNET_API bitnet_context_params bitnet_context_default_params(void);
 BITNET_API bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_context_params params);
 BITNET_API void bitnet_context_free(bitnet_context* ctx);
 BITNET_API int32_t bitnet_context_n_ctx(const bitnet_context* ctx);
+BITNET_API int32_t bitnet_context_n_threads(const bitnet_context* ctx);
 /* Tokens currently in the KV cache. */
 BITNET_API int32_t bitnet_context_n_past(const bitnet_context* ctx);
 /* Drops cached tokens from position n_keep on (0 clears the cache). */

@@ -1,0 +1,25 @@
+// Float operations of the transformer that know nothing about models: RMSNorm, RoPE, softmax and
+// causal attention over a KV cache. Written to match PyTorch's float32 arithmetic closely (same
+// formulas, same order where it matters), so that engine and reference agree to rounding.
+#pragma once
+
+#include <cstdint>
+
+namespace bitnet {
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]   (out may alias x)
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out);
+
+// Rotary embedding, NEOX layout (pairs i and i + d/2 of each head, as Hugging Face's
+// rotate_half), for n_heads heads of size head_dim at position pos, in place.
+// inv_freq[i] = 1 / theta^(2i/d), precomputed by rope_inv_freq.
+void rope_inv_freq(float theta, int head_dim, float* inv_freq);
+void rope_neox(float* x, int n_heads, int head_dim, int pos, const float* inv_freq);
+
+// Causal attention of one query head against cached keys/values of positions [0, n_kv):
+//   out = softmax(q·K^T * scale) V       K, V rows have stride `stride` floats.
+// scratch needs n_kv floats.
+void attention_head(const float* q, const float* k, const float* v, int64_t stride, int n_kv,
+                    int head_dim, float scale, float* scratch, float* out);
+
+}  // namespace bitnet

@@ -1,0 +1,89 @@
+#include "sampling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+namespace bitnet {
+
+Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {}
+
+void Sampler::accept(int32_t token) {
+    if (p_.repeat_last_n <= 0) return;
+    history_.push_back(token);
+    while ((int32_t)history_.size() > p_.repeat_last_n) history_.pop_front();
+}
+
+void Sampler::reset() {
+    history_.clear();
+    rng_.seed(p_.seed);
+}
+
+int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
+    cand_.resize(n_vocab);
+    for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {logits[i], i};
+
+    if (p_.repeat_penalty != 1.0f && !history_.empty()) {
+        // CTRL-style penalty, as llama.cpp: divide positive logits, multiply negative ones.
+        std::unordered_set<int32_t> seen(history_.begin(), history_.end());
+        for (int32_t t : seen) {
+            if (t < 0 || t >= n_vocab) continue;
+            float& l = cand_[t].first;
+            l = l > 0.0f ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+        }
+    }
+
+    if (p_.temperature <= 0.0f) {
+        // First index of the maximum, as torch.argmax.
+        int32_t best = 0;
+        for (int32_t i = 1; i < n_vocab; ++i)
+            if (cand_[i].first > cand_[best].first) best = i;
+        return best;
+    }
+
+    auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    size_t n = cand_.size();
+    if (p_.top_k > 0 && (size_t)p_.top_k < n) {
+        std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(), by_logit);
+        n = (size_t)p_.top_k;
+    } else {
+        std::sort(cand_.begin(), cand_.end(), by_logit);
+    }
+    cand_.resize(n);
+
+    // Probabilities before temperature for the top-p / min-p cuts (llama.cpp applies the
+    // temperature last in its default chain).
+    const float mx = cand_[0].first;
+    std::vector<float> prob(n);
+    double sum = 0.0;
+    for (size_t i = 0; i < n; ++i) sum += (prob[i] = std::exp(cand_[i].first - mx));
+    for (size_t i = 0; i < n; ++i) prob[i] = (float)(prob[i] / sum);
+
+    size_t keep = n;
+    if (p_.top_p < 1.0f) {
+        double c = 0.0;
+        for (size_t i = 0; i < n; ++i) {
+            c += prob[i];
+            if (c >= p_.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    if (p_.min_p > 0.0f) {
+        const float cut = p_.min_p * prob[0];
+        size_t k = 1;
+        while (k < keep && prob[k] >= cut) ++k;
+        keep = k;
+    }
+
+    std::vector<double> w(keep);
+    for (size_t i = 0; i < keep; ++i)
+        w[i] = std::exp((double)(cand_[i].first - mx) / p_.temperature);
+    std::discrete_distribution<size_t> dist(w.begin(), w.end());
+    return cand_[dist(rng_)].second;
+}
+
+}  // namespace bitnet

@@ -1,0 +1,45 @@
+// A persistent pool of worker threads for data-parallel loops.
+//
+// run(fn) calls fn(ith, nth) once on each of the nth threads (the caller is thread 0) and returns
+// when all are done. Workers spin briefly after a job (decode issues jobs back to back, and waking
+// a sleeping thread costs tens of microseconds) and then sleep on a condition variable, so an idle
+// pool burns no CPU.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace bitnet {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(int n_threads);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }
+    void run(const std::function<void(int ith, int nth)>& fn);
+
+    // Splits [0, n) into nth contiguous ranges, each a multiple of `align` except the last.
+    static void split(int64_t n, int ith, int nth, int64_t align, int64_t* begin, int64_t* end);
+
+private:
+    void worker(int ith);
+
+    int n_threads_;
+    std::vector<std::thread> threads_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    const std::function<void(int, int)>* job_ = nullptr;
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> pending_{0};
+    std::atomic<bool> stop_{false};
+};
+
+}  // namespace bitnet

@@ -1,0 +1,75 @@
+"""Shared fixtures: the engine built once per session, and tiny checkpoints made by the dummy-model
+generator (never downloaded), converted to GGUF once per session.
+
+BITNET_BUILD_DIR selects the build directory (default build/), e.g. an AddressSanitizer build.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# The reference model runs in float32 on one thread, without TorchDynamo compiling every call.
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def engine_bin(tmp_path_factory) -> Path:
+    """The engine's bin/ directory, built (or brought up to date) once per session."""
+    from utils.build import build_engine
+    from utils.common import build_dir
+
+    logs = tmp_path_factory.mktemp("build-logs")
+    try:
+        return build_engine(build_dir(), log_dir=logs)
+    except Exception as e:  # show the build log tail in the test report
+        pytest.fail(f"building the engine failed: {e}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def engine_lib(engine_bin) -> Path:
+    lib = engine_bin.parent / "lib" / "libbitnet.so"
+    assert lib.is_file(), f"{lib} was not built"
+    os.environ["BITNET_BUILD_DIR"] = str(engine_bin.parent)
+    return lib
+
+
+def _make_checkpoint(root: Path, fmt: str, seed: int = 0, **overrides) -> Path:
+    from utils.generate_dummy_model import generate
+
+    out = root / f"tiny-{fmt}-{seed}"
+    generate(out, preset="tiny", seed=seed, fmt=fmt, **overrides)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_packed(tmp_path_factory) -> Path:
+    """Tiny BitNet checkpoint in the packed offline format of the real 2B4T checkpoint."""
+    return _make_checkpoint(tmp_path_factory.mktemp("ckpt"), "packed")
+
+
+@pytest.fixture(scope="session")
+def tiny_bf16(tmp_path_factory) -> Path:
+    """Tiny BitNet checkpoint with bf16 master weights (ternarized by the converter)."""
+    return _make_checkpoint(tmp_path_factory.mktemp("ckpt"), "bf16", seed=1)
+
+
+def convert_to(ckpt: Path, outtype: str) -> Path:
+    from utils.convert_hf_to_gguf import convert
+
+    out = ckpt / f"ggml-model-{outtype}.gguf"
+    if not out.exists():
+        convert(ckpt, out, outtype=outtype)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_packed) -> Path:
+    return convert_to(tiny_packed, "i2_s")

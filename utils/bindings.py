@@ -1,0 +1,284 @@
+"""ctypes bindings over the engine's C API (include/bitnet.h, build/lib/libbitnet.so).
+
+Thin and typed: a Model owns a bitnet_model*, a Context a bitnet_context*; engine failures raise
+BitnetError carrying the engine's own message. Used by the tests and the Python tools.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BitnetError(RuntimeError):
+    """An error reported by the engine (bitnet_last_error())."""
+
+
+class _ContextParams(ctypes.Structure):
+    _fields_ = [("n_ctx", ctypes.c_int32), ("n_threads", ctypes.c_int32), ("n_batch", ctypes.c_int32)]
+
+
+class _SamplerParams(ctypes.Structure):
+    _fields_ = [
+        ("temperature", ctypes.c_float),
+        ("top_k", ctypes.c_int32),
+        ("top_p", ctypes.c_float),
+        ("min_p", ctypes.c_float),
+        ("repeat_penalty", ctypes.c_float),
+        ("repeat_last_n", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
+    ]
+
+
+_lib: ctypes.CDLL | None = None
+_lib_path: Path | None = None
+
+
+def default_library_path() -> Path:
+    build = Path(os.environ.get("BITNET_BUILD_DIR", ROOT / "build"))
+    return build / "lib" / "libbitnet.so"
+
+
+def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
+    """Loads libbitnet once (later calls return the same handle)."""
+    global _lib, _lib_path
+    path = Path(path) if path else default_library_path()
+    if _lib is not None:
+        if _lib_path != path.resolve():
+            raise BitnetError(f"libbitnet already loaded from {_lib_path}, cannot also load {path}")
+        return _lib
+    if not path.is_file():
+        raise BitnetError(f"{path} not found: build the engine first (python setup_env.py)")
+    lib = ctypes.CDLL(str(path))
+    c = ctypes
+    P = c.c_void_p
+    sigs = {
+        "bitnet_last_error": (c.c_char_p, []),
+        "bitnet_isa": (c.c_char_p, []),
+        "bitnet_model_load": (P, [c.c_char_p]),
+        "bitnet_model_free": (None, [P]),
+        "bitnet_model_n_vocab": (c.c_int32, [P]),
+        "bitnet_model_n_ctx_train": (c.c_int32, [P]),
+        "bitnet_model_n_embd": (c.c_int32, [P]),
+        "bitnet_model_n_layer": (c.c_int32, [P]),
+        "bitnet_model_n_params": (c.c_uint64, [P]),
+        "bitnet_model_size": (c.c_uint64, [P]),
+        "bitnet_model_desc": (c.c_char_p, [P]),
+        "bitnet_model_meta_str": (c.c_char_p, [P, c.c_char_p]),
+        "bitnet_token_bos": (c.c_int32, [P]),
+        "bitnet_token_eos": (c.c_int32, [P]),
+        "bitnet_token_eot": (c.c_int32, [P]),
+        "bitnet_token_is_eog": (c.c_int, [P, c.c_int32]),
+        "bitnet_tokenize": (c.c_int32, [P, c.c_char_p, c.c_int32, c.POINTER(c.c_int32), c.c_int32, c.c_int, c.c_int]),
+        "bitnet_token_to_piece": (c.c_int32, [P, c.c_int32, c.c_char_p, c.c_int32]),
+        "bitnet_context_default_params": (_ContextParams, []),
+        "bitnet_context_new": (P, [P, _ContextParams]),
+        "bitnet_context_free": (None, [P]),
+        "bitnet_context_n_ctx": (c.c_int32, [P]),
+        "bitnet_context_n_past": (c.c_int32, [P]),
+        "bitnet_context_n_threads": (c.c_int32, [P]),
+        "bitnet_context_truncate": (None, [P, c.c_int32]),
+        "bitnet_decode": (c.c_int, [P, c.POINTER(c.c_int32), c.c_int32, c.c_int]),
+        "bitnet_get_logits": (c.POINTER(c.c_float), [P, c.c_int32]),
+        "bitnet_sampler_default_params": (_SamplerParams, []),
+        "bitnet_sampler_new": (P, [c.POINTER(_SamplerParams)]),
+        "bitnet_sampler_free": (None, [P]),
+        "bitnet_sampler_accept": (None, [P, c.c_int32]),
+        "bitnet_sampler_reset": (None, [P]),
+        "bitnet_sampler_sample": (c.c_int32, [P, c.POINTER(c.c_float), c.c_int32]),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = res
+        fn.argtypes = args
+    _lib, _lib_path = lib, path.resolve()
+    return lib
+
+
+def _error() -> BitnetError:
+    return BitnetError(load_library().bitnet_last_error().decode("utf-8", "replace"))
+
+
+INT32_MIN = -(2**31)
+
+
+class Model:
+    """A loaded GGUF model (memory-mapped). Use as a context manager or call close()."""
+
+    def __init__(self, path: str | os.PathLike, library: str | os.PathLike | None = None):
+        self._lib = load_library(library)
+        self._p = self._lib.bitnet_model_load(os.fsencode(path))
+        if not self._p:
+            raise _error()
+
+    def close(self) -> None:
+        if self._p:
+            self._lib.bitnet_model_free(self._p)
+            self._p = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    @property
+    def n_vocab(self) -> int:
+        return self._lib.bitnet_model_n_vocab(self._p)
+
+    @property
+    def n_ctx_train(self) -> int:
+        return self._lib.bitnet_model_n_ctx_train(self._p)
+
+    @property
+    def desc(self) -> str:
+        return self._lib.bitnet_model_desc(self._p).decode()
+
+    @property
+    def bos(self) -> int:
+        return self._lib.bitnet_token_bos(self._p)
+
+    @property
+    def eos(self) -> int:
+        return self._lib.bitnet_token_eos(self._p)
+
+    def meta_str(self, key: str) -> str | None:
+        v = self._lib.bitnet_model_meta_str(self._p, key.encode())
+        return None if v is None else v.decode("utf-8", "replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._lib.bitnet_token_is_eog(self._p, token))
+
+    def tokenize(self, text: str | bytes, add_bos: bool = False, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        cap = len(data) + 8
+        for _ in range(2):
+            out = (ctypes.c_int32 * cap)()
+            n = self._lib.bitnet_tokenize(self._p, data, len(data), out, cap, int(add_bos), int(parse_special))
+            if n == INT32_MIN:
+                raise _error()
+            if n >= 0:
+                return list(out[:n])
+            cap = -n
+        raise BitnetError("tokenize: buffer size changed between calls")
+
+    def token_to_piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._lib.bitnet_token_to_piece(self._p, token, buf, 64)
+        if n == INT32_MIN:
+            raise _error()
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.bitnet_token_to_piece(self._p, token, buf, -n)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.token_to_piece(t) for t in tokens).decode("utf-8", "replace")
+
+
+class Context:
+    """KV cache and forward pass over a Model."""
+
+    def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512):
+        self.model = model
+        self._lib = model._lib
+        params = _ContextParams(n_ctx, n_threads, n_batch)
+        self._p = self._lib.bitnet_context_new(model._p, params)
+        if not self._p:
+            raise _error()
+
+    def close(self) -> None:
+        if self._p:
+            self._lib.bitnet_context_free(self._p)
+            self._p = None
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    @property
+    def n_past(self) -> int:
+        return self._lib.bitnet_context_n_past(self._p)
+
+    @property
+    def n_ctx(self) -> int:
+        return self._lib.bitnet_context_n_ctx(self._p)
+
+    def truncate(self, n_keep: int) -> None:
+        self._lib.bitnet_context_truncate(self._p, n_keep)
+
+    def decode(self, tokens: Sequence[int], logits_all: bool = False) -> np.ndarray:
+        """Runs tokens after the cached ones; returns logits [len(tokens) or 1, n_vocab] (a copy)."""
+        arr = (ctypes.c_int32 * len(tokens))(*tokens)
+        if self._lib.bitnet_decode(self._p, arr, len(tokens), int(logits_all)) != 0:
+            raise _error()
+        n_vocab = self.model.n_vocab
+        rows = range(len(tokens)) if logits_all else [-1]
+        out = np.empty((len(rows), n_vocab), dtype=np.float32)
+        for j, i in enumerate(rows):
+            p = self._lib.bitnet_get_logits(self._p, i)
+            if not p:
+                raise _error()
+            out[j] = np.ctypeslib.as_array(p, shape=(n_vocab,))
+        return out
+
+    def generate_greedy(self, prompt: Sequence[int], n: int) -> list[int]:
+        """Greedy continuation of n tokens (argmax, first index on ties), stopping at nothing."""
+        logits = self.decode(prompt)
+        out: list[int] = []
+        for i in range(n):
+            t = int(np.argmax(logits[-1]))
+            out.append(t)
+            if i + 1 < n:
+                logits = self.decode([t])
+        return out
+
+
+class Sampler:
+    """Token sampler (greedy when temperature <= 0)."""
+
+    def __init__(self, lib_model: Model, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,
+                 min_p: float = 0.05, repeat_penalty: float = 1.0, repeat_last_n: int = 64, seed: int = 0):
+        self._lib = lib_model._lib
+        p = _SamplerParams(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed)
+        self._p = self._lib.bitnet_sampler_new(ctypes.byref(p))
+        if not self._p:
+            raise _error()
+
+    def close(self) -> None:
+        if self._p:
+            self._lib.bitnet_sampler_free(self._p)
+            self._p = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def accept(self, token: int) -> None:
+        self._lib.bitnet_sampler_accept(self._p, token)
+
+    def sample(self, logits: np.ndarray) -> int:
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        ptr = logits.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        return self._lib.bitnet_sampler_sample(self._p, ptr, logits.shape[-1])
+
+
+def isa() -> str:
+    """The kernel set the engine chose for this CPU."""
+    v = load_library().bitnet_isa()
+    if v is None:
+        raise _error()
+    return v.decode()
