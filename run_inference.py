@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Run a converted BitNet model: generate text from a prompt with the engine's bitnet-cli.
+
+    python run_inference.py -p "Once upon a time" -n 64          # the model that ships in models/
+    python run_inference.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -p "..." -t 4
+
+The flags are bitnet.cpp's run_inference.py flags; they are passed on to build/bin/bitnet-cli
+(``BITNET_BUILD_DIR`` overrides build/), whose output streams straight to this terminal (text on
+stdout, speeds on stderr). The exit code is bitnet-cli's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import click
+
+from utils.common import DEFAULT_MODEL_DIR, BitnetError, build_dir, display_path, run_cli
+
+DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
+
+
+def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
+                temperature: float, seed: int | None) -> list[str]:
+    """The bitnet-cli command line for these settings. Raise ``BitnetError`` when the engine is
+    not built or the model file does not exist."""
+    cli = build_dir() / "bin" / "bitnet-cli"
+    if not (cli.is_file() and os.access(cli, os.X_OK)):
+        raise BitnetError(f"the engine is not built ({display_path(cli)} is missing): run python setup_env.py")
+    if not model.is_file():
+        raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
+                          "(or setup_env.py --model-dir DIR / --hf-repo REPO)")
+    cmd = [str(cli), "-m", str(model), "-p", prompt, "-n", str(n_predict), "-t", str(threads),
+           "-c", str(ctx_size), "--temp", repr(temperature)]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    return cmd
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-m", "--model", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_MODEL,
+              show_default="the shipped model's ggml-model-i2_s.gguf", help="GGUF model file.")
+@click.option("-p", "--prompt", default="Once upon a time", show_default=True, help="Prompt to continue.")
+@click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=128, show_default=True,
+              help="Number of tokens to generate (-1: until end of text or full context).")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Number of CPU threads.")
+@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=2048, show_default=True,
+              help="Context size in tokens, prompt included (0: the model's).")
+@click.option("-temp", "--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+              help="Sampling temperature (0: greedy).")
+@click.option("--seed", type=int, default=None,
+              help="Random seed for sampling  [default: a random one]")
+def main(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int, temperature: float,
+         seed: int | None) -> int:
+    """Generate text from a prompt with a converted BitNet model."""
+    cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed)
+    proc = subprocess.Popen(cmd)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        # The child shares this terminal, so Ctrl-C reached it too: let it stop and report its
+        # exit code instead of dying here with a traceback.
+        rc = proc.wait()
+    if rc < 0:  # killed by a signal: report it like a shell does
+        if -rc != signal.SIGINT:
+            click.echo(f"error: bitnet-cli was killed by signal {signal.Signals(-rc).name}", err=True)
+        return 128 - rc
+    return rc
+
+
+if __name__ == "__main__":
+    run_cli(main)

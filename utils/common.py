@@ -1,0 +1,161 @@
+"""Plumbing shared by the user-facing scripts: where things live, how errors reach the user, how
+external commands are run.
+
+- Paths: the repository root, the models root (``BITNET_MODELS_DIR`` overrides it, for tests), the
+  engine's build directory (``BITNET_BUILD_DIR`` overrides it), and ``DEFAULT_MODEL_DIR``: the small
+  model that ships in ``models/``, used when the user names none. Swapping the shipped model is a
+  change of that one constant.
+- Errors: ``BitnetError`` is the one error type for bad input and failed steps. ``run_cli`` runs a
+  click command and turns any ``click.ClickException`` (``BitnetError`` is one) into one line on
+  stderr and exit code 1; ``BITNET_DEBUG=1`` lets the traceback through instead.
+- ``run_logged`` runs an external command with its output going to a log file, echoes the command
+  there, and on failure raises ``BitnetError`` naming the command, its exit code and the tail of
+  its output, so the user never has to go and look for what went wrong.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The model that ships with the repository (HF layout, converted by setup_env.py on first run).
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "bitnet-tiny-dummy"
+
+
+class BitnetError(click.ClickException):
+    """A user-facing failure: bad input or a failed step. The message names what was found, what
+    was expected and the way out; the scripts show it as one line (plus, for a failed command, the
+    tail of its output) and exit with code 1."""
+
+    def show(self, file=None) -> None:  # one line, no "Error:" prefix from click
+        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+
+
+def models_root() -> Path:
+    """Folder that holds one sub-folder per model; ``BITNET_MODELS_DIR`` overrides ``models/``."""
+    return Path(os.environ.get("BITNET_MODELS_DIR") or REPO_ROOT / "models")
+
+
+def build_dir() -> Path:
+    """The engine's CMake build directory; ``BITNET_BUILD_DIR`` (absolute, or relative to the
+    repository root) overrides ``build/``."""
+    path = Path(os.environ.get("BITNET_BUILD_DIR") or "build")
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it, else absolute: short in
+    messages, and still right when pasted into a shell."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run_cli(command: click.Command) -> None:
+    """Run a click command as a script's ``main``: errors become one line and exit code 1.
+
+    Click's own usage errors keep click's format (usage line + message, exit code 2). Set
+    ``BITNET_DEBUG=1`` to see the Python traceback of any error instead.
+    """
+    debug = os.environ.get("BITNET_DEBUG", "") not in ("", "0")
+    try:
+        rc = command.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as e:  # wrong flags: click's usage line + message, exit code 2
+        e.show()
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        if debug:
+            raise
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except OSError as e:  # disk full, permission denied...: the OS message names the file
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def run_logged(
+    cmd: Sequence[str | os.PathLike],
+    log_path: Path,
+    what: str,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    status: Callable[[str], None] | None = None,
+    tail_lines: int = 25,
+) -> None:
+    """Run ``cmd``, appending ``$ <cmd>`` and all its output (stdout and stderr merged) to
+    ``log_path``.
+
+    ``what`` names the step for the error message ("building the engine"). ``status``, when given,
+    is called with each output line as it arrives (for a live progress line). On a non-zero exit,
+    raise ``BitnetError`` with the step, the command, the exit code, the log path and the last
+    ``tail_lines`` lines of output. A program that cannot be started is a ``BitnetError`` too.
+    """
+    cmd = [str(c) for c in cmd]
+    cmd_text = shlex.join(cmd)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {cmd_text}\n")
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1,
+            )
+        except OSError as e:
+            raise BitnetError(f"{what} failed: could not start `{cmd_text}`: {e}") from e
+        with proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                tail.append(line.rstrip("\n"))
+                if status is not None:
+                    status(line.rstrip("\n"))
+        log.write(f"[exit code {proc.returncode}]\n")
+    if proc.returncode != 0:
+        shown = "\n".join(f"    {line}" for line in tail)
+        raise BitnetError(
+            f"{what} failed: `{cmd_text}` exited with code {proc.returncode} "
+            f"(full log: {display_path(log_path)}); last lines of its output:\n{shown}"
+        )
+
+
+class LiveLine:
+    """A one-line status that rewrites itself on a terminal (``\\r``) and stays silent elsewhere,
+    so logs and captured output get no carriage-return noise. Use as a ``status`` callback of
+    ``run_logged`` and call ``clear()`` when the step ends."""
+
+    def __init__(self, prefix: str = "      ") -> None:
+        self.prefix = prefix
+        self.enabled = sys.stderr.isatty()
+        self.width = shutil.get_terminal_size((80, 20)).columns - 1
+
+    def __call__(self, line: str) -> None:
+        if self.enabled and line.strip():
+            text = (self.prefix + line.strip())[: self.width]
+            sys.stderr.write("\r\x1b[K" + text)
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
