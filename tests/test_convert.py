@@ -1,0 +1,238 @@
+"""Tests of utils/convert_hf_to_gguf.py: GGUF metadata and tensors read back and compared with
+the checkpoint (I2_S unpacked by an independent per-element formula), both checkpoint kinds,
+sharded input, config spellings, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import click
+import gguf
+import ml_dtypes
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from utils.convert_hf_to_gguf import convert, main
+from utils.generate_dummy_model import generate
+from utils.gguf_reader import read_gguf
+
+LINEARS = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+NORMS = {
+    "attn_norm": "input_layernorm", "attn_sub_norm": "self_attn.attn_sub_norm",
+    "ffn_norm": "post_attention_layernorm", "ffn_sub_norm": "mlp.ffn_sub_norm",
+}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return {fmt: generate(root / fmt, preset="tiny", seed=0, fmt=fmt) for fmt in ("packed", "bf16")}
+
+
+@pytest.fixture
+def packed_copy(ckpt, tmp_path):
+    return shutil.copytree(ckpt["packed"], tmp_path / "model")
+
+
+def _tensors(path):
+    with safe_open(str(path / "model.safetensors"), framework="numpy") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _edit_config(path, **changes):
+    cfg = json.loads((path / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+def _i2s_reference_unpack(buf: np.ndarray, out_f: int, in_f: int) -> tuple[np.ndarray, np.float32]:
+    """Element i of the row-major matrix lives in block i//128; within the block, value r = i%128
+    is in byte r%32 at bit pair (7-6, 5-4, 3-2, 1-0)[r//32]; codes 0, 1, 2 mean -1, 0, +1."""
+    i = np.arange(out_f * in_f)
+    r = i % 128
+    byte = buf[(i // 128) * 32 + r % 32]
+    codes = (byte >> (6 - 2 * (r // 32))) & 3
+    assert codes.max() <= 2
+    scale = buf[out_f * in_f // 4 : out_f * in_f // 4 + 4].view(np.float32)[0]
+    assert not buf[out_f * in_f // 4 + 4 :].any()  # zero padding after the scale
+    return (codes.astype(np.int8) - 1).reshape(out_f, in_f), scale
+
+
+def _torch_ternary(packed: np.ndarray) -> np.ndarray:
+    """Independent unpack of the HF packed layout: stored row j, bits 2i..2i+1 -> row i*R + j."""
+    p = torch.from_numpy(packed.astype(np.int32))
+    return torch.cat([((p >> (2 * i)) & 3) - 1 for i in range(4)]).to(torch.int8).numpy()
+
+
+def test_i2s_round_trip_of_packed_checkpoint(ckpt, tmp_path):
+    out = convert(ckpt["packed"], tmp_path / "m.gguf")
+    g = read_gguf(out)
+    md = g.metadata
+    assert md["general.architecture"] == "bitnet-b1.58"
+    assert md["general.file_type"] == 40 and md["general.quantization_version"] == 2
+    expected = {
+        "context_length": 512, "embedding_length": 256, "block_count": 2, "feed_forward_length": 512,
+        "rope.dimension_count": 64, "attention.head_count": 4, "attention.head_count_kv": 2,
+        "rope.freq_base": 500000.0, "vocab_size": 1000,
+    }
+    for key, value in expected.items():
+        assert md[f"bitnet-b1.58.{key}"] == value, key
+    assert md["bitnet-b1.58.attention.layer_norm_rms_epsilon"] == pytest.approx(1e-5)
+
+    tj = json.loads((ckpt["packed"] / "tokenizer.json").read_text())
+    tcfg = json.loads((ckpt["packed"] / "tokenizer_config.json").read_text())
+    assert md["tokenizer.ggml.model"] == "gpt2" and md["tokenizer.ggml.pre"] == "llama-bpe"
+    tokens = md["tokenizer.ggml.tokens"]
+    assert len(tokens) == 1000 and all(tokens[i] == t for t, i in tj["model"]["vocab"].items())
+    assert md["tokenizer.ggml.merges"] == [" ".join(m) for m in tj["model"]["merges"]]
+    types = md["tokenizer.ggml.token_type"]
+    assert set(types[:995]) == {1} and set(types[995:]) == {3}
+    assert tokens[md["tokenizer.ggml.bos_token_id"]] == "<|begin_of_text|>"
+    assert tokens[md["tokenizer.ggml.eos_token_id"]] == "<|eot_id|>"
+    assert tokens[md["tokenizer.ggml.eot_token_id"]] == "<|eot_id|>"
+    assert md["tokenizer.ggml.add_bos_token"] is True
+    assert md["tokenizer.chat_template"] == tcfg["chat_template"]
+
+    hf = _tensors(ckpt["packed"])
+    assert "output.weight" not in g.tensors and len(g.tensors) == 1 + 2 * 11 + 1
+    emb = g.tensors["token_embd.weight"]
+    assert emb.ne == (256, 1000) and emb.type_id == 1
+    # bf16 -> f16 is exact for the generator's embeddings.
+    assert np.array_equal(emb.data.view(np.float16).reshape(1000, 256).astype(np.float32), hf["model.embed_tokens.weight"].astype(np.float32))
+    norm = g.tensors["output_norm.weight"]
+    assert norm.type_id == 0 and np.array_equal(norm.data.view(np.float32), hf["model.norm.weight"].astype(np.float32))
+    for layer in range(2):
+        for gname, hname in NORMS.items():
+            t = g.tensors[f"blk.{layer}.{gname}.weight"]
+            assert t.type_id == 0
+            assert np.array_equal(t.data.view(np.float32), hf[f"model.layers.{layer}.{hname}.weight"].astype(np.float32))
+        for gname, hname in LINEARS.items():
+            t = g.tensors[f"blk.{layer}.{gname}.weight"]
+            weight = hf[f"model.layers.{layer}.{hname}.weight"]
+            out_f, in_f = weight.shape[0] * 4, weight.shape[1]
+            assert t.type_id == 36 and t.ne == (in_f, out_f)
+            tern, scale = _i2s_reference_unpack(np.asarray(t.data), out_f, in_f)
+            assert np.array_equal(tern, _torch_ternary(weight))
+            ws = hf[f"model.layers.{layer}.{hname}.weight_scale"].astype(np.float32)[0]
+            assert scale == np.float32(1.0) / ws
+
+
+def test_bf16_master_checkpoint(ckpt, tmp_path):
+    g = read_gguf(convert(ckpt["bf16"], tmp_path / "m.gguf"))
+    hf = _tensors(ckpt["bf16"])
+    for layer in range(2):
+        for gname, hname in LINEARS.items():
+            w = torch.from_numpy(hf[f"model.layers.{layer}.{hname}.weight"].astype(np.float32))
+            s = 1.0 / w.abs().mean().clamp(min=1e-5)  # transformers' WeightQuant
+            t = g.tensors[f"blk.{layer}.{gname}.weight"]
+            tern, scale = _i2s_reference_unpack(np.asarray(t.data), *w.shape)
+            assert np.array_equal(tern, (w * s).round().clamp(-1, 1).to(torch.int8).numpy())
+            assert scale == pytest.approx(1.0 / s.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("outtype", ["f16", "f32"])
+def test_float_outtypes_hold_dequantized_ternary(ckpt, tmp_path, outtype):
+    out = convert(ckpt["packed"], tmp_path / "m.gguf", outtype=outtype)
+    hf = _tensors(ckpt["packed"])
+    reader = gguf.GGUFReader(out)  # the gguf package reads F16/F32 files: an independent check
+    tensors = {t.name: t for t in reader.tensors}
+    dtype = np.float16 if outtype == "f16" else np.float32
+    q = tensors["blk.0.attn_q.weight"]
+    assert q.tensor_type == (gguf.GGMLQuantizationType.F16 if outtype == "f16" else gguf.GGMLQuantizationType.F32)
+    scale = np.float32(1.0) / hf["model.layers.0.self_attn.q_proj.weight_scale"].astype(np.float32)[0]
+    want = (_torch_ternary(hf["model.layers.0.self_attn.q_proj.weight"]) * scale).astype(dtype)
+    assert np.array_equal(np.asarray(q.data).reshape(256, 256), want)
+    emb = tensors["token_embd.weight"]
+    assert emb.tensor_type == (gguf.GGMLQuantizationType.F16 if outtype == "f16" else gguf.GGMLQuantizationType.F32)
+    assert int(reader.fields["general.file_type"].parts[-1][0]) == {"f16": 1, "f32": 0}[outtype]
+
+
+def test_sharded_checkpoint_and_rope_parameters(packed_copy, ckpt, tmp_path):
+    tensors = _tensors(packed_copy)
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, str(packed_copy / file), metadata={"format": "pt"})
+    (packed_copy / "model.safetensors").unlink()
+    weight_map = {k: file for file, keys in shards.items() for k in keys}
+    (packed_copy / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    _edit_config(packed_copy, rope_theta=None, rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
+
+    sharded = read_gguf(convert(packed_copy, tmp_path / "sharded.gguf"))
+    single = read_gguf(convert(ckpt["packed"], tmp_path / "single.gguf"))
+    assert sharded.metadata["bitnet-b1.58.rope.freq_base"] == 10000.0
+    for name, t in single.tensors.items():
+        assert np.array_equal(sharded.tensors[name].data, t.data), name
+
+
+def test_k_not_multiple_of_128(tmp_path):
+    model = generate(tmp_path / "odd", preset="tiny", ffn=320, layers=1)
+    with pytest.raises(click.ClickException, match=r"mlp\.down_proj.*320.*--outtype f16"):
+        convert(model, tmp_path / "m.gguf")
+    g = read_gguf(convert(model, tmp_path / "m.gguf", outtype="f16"))
+    assert g.tensors["blk.0.ffn_down.weight"].ne == (320, 256)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model_type": "llama"}, "model_type 'llama'"),
+        ({"hidden_act": "silu"}, "hidden_act 'silu'"),
+        ({"intermediate_size": 1024}, r"gate_proj.weight has shape \[128, 256\], config.json implies \[256, 256\]"),
+    ],
+)
+def test_bad_config(packed_copy, tmp_path, change, message):
+    _edit_config(packed_copy, **change)
+    with pytest.raises(click.ClickException, match=message):
+        convert(packed_copy, tmp_path / "m.gguf")
+
+
+def test_missing_files_and_tensors(packed_copy, tmp_path):
+    tensors = _tensors(packed_copy)
+    del tensors["model.layers.1.mlp.up_proj.weight_scale"]
+    save_file(tensors, str(packed_copy / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(click.ClickException, match=r"model\.layers\.1\.mlp\.up_proj\.weight_scale missing"):
+        convert(packed_copy, tmp_path / "m.gguf")
+    (packed_copy / "config.json").unlink()
+    with pytest.raises(click.ClickException, match="config.json not found"):
+        convert(packed_copy, tmp_path / "m.gguf")
+
+
+def test_failure_while_writing_leaves_no_file(packed_copy, tmp_path):
+    tensors = _tensors(packed_copy)
+    tensors["model.layers.1.mlp.up_proj.weight"][3, 5] = 0xFF  # reserved code 3
+    save_file(tensors, str(packed_copy / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(click.ClickException, match=r"up_proj\.weight holds the unused ternary code 3"):
+        convert(packed_copy, tmp_path / "m.gguf")
+    assert list(tmp_path.glob("m.gguf*")) == []
+
+
+def test_cli(packed_copy):
+    runner = CliRunner()
+    result = runner.invoke(main, [str(packed_copy), "--outtype", "f16", "--embd-type", "f32"])
+    assert result.exit_code == 0, result.output
+    g = read_gguf(packed_copy / "ggml-model-f16.gguf")
+    assert g.tensors["token_embd.weight"].type_id == 0 and g.metadata["general.file_type"] == 1
+    result = runner.invoke(main, [str(packed_copy / "nope")])
+    assert result.exit_code != 0 and "is not a directory" in result.output
+
+
+def test_reader_rejects_truncated_file(ckpt, tmp_path):
+    data = convert(ckpt["packed"], tmp_path / "m.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[: len(data) - 100])
+    with pytest.raises(ValueError, match="past the end"):
+        read_gguf(tmp_path / "cut.gguf")
+    assert ml_dtypes  # imported so numpy knows bfloat16 in _tensors
