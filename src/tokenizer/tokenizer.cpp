@@ -17,7 +17,6 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
-#include <cstring>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -31,7 +30,6 @@ namespace bitnet {
 namespace {
 
 using pretok::PreInfo;
-using pretok::PreType;
 
 // Text of control tokens that end generation in the model families we run.
 const char* const kEogNames[] = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>",
