@@ -398,3 +398,18 @@ def test_token_types_length_mismatch_is_an_error(driver, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     res = subprocess.run([str(driver), str(path), "info"], capture_output=True, text=True)
     assert res.returncode == 1 and "token types for" in res.stderr, res.stderr
+
+
+def test_engine_api_tokenizes_converted_model_like_hf(engine_lib, tiny_packed, tiny_gguf):
+    """The whole path: the converter's GGUF vocabulary, loaded by the engine and used through the
+    C API (bitnet_tokenize / bitnet_token_to_piece), against the checkpoint's tokenizer.json."""
+    from utils.bindings import Model
+
+    hf = Tokenizer.from_file(str(tiny_packed / "tokenizer.json"))
+    with Model(tiny_gguf) as m:
+        for text in CORPUS:
+            want = hf.encode(text, add_special_tokens=False).ids
+            assert m.tokenize(text, add_bos=False) == want, f"{text!r}"
+            assert m.detokenize(want) == hf.decode(want, skip_special_tokens=False), f"{text!r}"
+        text = CORPUS[0]
+        assert m.tokenize(text, add_bos=True) == hf.encode(text, add_special_tokens=True).ids
