@@ -251,9 +251,9 @@ class Context:
 class Sampler:
     """Token sampler (greedy when temperature <= 0)."""
 
-    def __init__(self, lib_model: Model, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,
-                 min_p: float = 0.05, repeat_penalty: float = 1.0, repeat_last_n: int = 64, seed: int = 0):
-        self._lib = lib_model._lib
+    def __init__(self, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+                 repeat_penalty: float = 1.0, repeat_last_n: int = 64, seed: int = 0):
+        self._lib = load_library()
         p = _SamplerParams(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed)
         self._p = self._lib.bitnet_sampler_new(ctypes.byref(p))
         if not self._p:
