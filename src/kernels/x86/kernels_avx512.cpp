@@ -31,18 +31,12 @@
 #include <algorithm>
 
 #include "kernels/kernels.h"
+#include "kernels/tiling.h"
 #include "util/common.h"
 
 namespace bitnet {
 
 namespace {
-
-// Tokens per chunk: enough activation rows to fill about 256 KiB (a safe share of a 512 KiB..2 MiB
-// L2), a multiple of the 4-token tile, at least one tile.
-int64_t token_chunk(int64_t row_bytes) {
-    const int64_t n = (256 * 1024) / std::max<int64_t>(row_bytes, 1);
-    return std::max<int64_t>(4, n / 4 * 4);
-}
 
 inline __mmask16 tail_mask16(int64_t n) { return (__mmask16)((1u << n) - 1u); }  // n < 16
 
@@ -128,24 +122,12 @@ inline void i2s_dot_avx512(const uint8_t* row, int64_t K, const int8_t* q, int64
 void i2s_gemm_avx512(const uint8_t* W, int64_t K, const int8_t* Q, int64_t ldq, int64_t N,
                      int32_t* out, int64_t ldo, int64_t m0, int64_t m1) {
     BITNET_ASSERT(K % I2S_BLOCK == 0);
-    const int64_t chunk = token_chunk(K);
-    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-        const int64_t n1 = std::min(N, n0 + chunk);
-        for (int64_t m = m0; m < m1; ++m) {
-            const uint8_t* row = W + m * (K / 4);
-            int32_t res[4];
-            int64_t n = n0;
-            for (; n + 4 <= n1; n += 4) {
-                i2s_dot_avx512<4>(row, K, Q + n * ldq, ldq, res);
-                for (int t = 0; t < 4; ++t) out[(n + t) * ldo + m] = res[t];
-            }
-            const int rest = (int)(n1 - n);
-            if (rest == 3) i2s_dot_avx512<3>(row, K, Q + n * ldq, ldq, res);
-            if (rest == 2) i2s_dot_avx512<2>(row, K, Q + n * ldq, ldq, res);
-            if (rest == 1) i2s_dot_avx512<1>(row, K, Q + n * ldq, ldq, res);
-            for (int t = 0; t < rest; ++t) out[(n + t) * ldo + m] = res[t];
-        }
-    }
+    tiled_gemm<int32_t>(
+        N, m0, m1, K, [&](int64_t m) { return W + m * (K / 4); },
+        [&](auto nt, const uint8_t* row, int64_t n, int32_t* res) {
+            i2s_dot_avx512<decltype(nt)::value>(row, K, Q + n * ldq, ldq, res);
+        },
+        out, ldo);
 }
 
 // ---- float weights x float activations ------------------------------------------------------
@@ -190,24 +172,12 @@ inline void fdot_avx512(const WT* w, int64_t K, const float* x, int64_t ldx, flo
 template <typename WT>
 void fgemm_avx512(const WT* W, int64_t K, const float* X, int64_t ldx, int64_t N, float* Y,
                   int64_t ldy, int64_t m0, int64_t m1) {
-    const int64_t chunk = token_chunk(K * (int64_t)sizeof(float));
-    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-        const int64_t n1 = std::min(N, n0 + chunk);
-        for (int64_t m = m0; m < m1; ++m) {
-            const WT* row = W + m * K;
-            float res[4];
-            int64_t n = n0;
-            for (; n + 4 <= n1; n += 4) {
-                fdot_avx512<4>(row, K, X + n * ldx, ldx, res);
-                for (int t = 0; t < 4; ++t) Y[(n + t) * ldy + m] = res[t];
-            }
-            const int rest = (int)(n1 - n);
-            if (rest == 3) fdot_avx512<3>(row, K, X + n * ldx, ldx, res);
-            if (rest == 2) fdot_avx512<2>(row, K, X + n * ldx, ldx, res);
-            if (rest == 1) fdot_avx512<1>(row, K, X + n * ldx, ldx, res);
-            for (int t = 0; t < rest; ++t) Y[(n + t) * ldy + m] = res[t];
-        }
-    }
+    tiled_gemm<float>(
+        N, m0, m1, K * (int64_t)sizeof(float), [&](int64_t m) { return W + m * K; },
+        [&](auto nt, const WT* row, int64_t n, float* res) {
+            fdot_avx512<decltype(nt)::value>(row, K, X + n * ldx, ldx, res);
+        },
+        Y, ldy);
 }
 
 void f32_gemm_avx512(const float* W, int64_t K, const float* X, int64_t ldx, int64_t N, float* Y,
