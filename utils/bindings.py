@@ -108,21 +108,18 @@ def _error() -> BitnetError:
 INT32_MIN = -(2**31)
 
 
-class Model:
-    """A loaded GGUF model (memory-mapped). Use as a context manager or call close()."""
+class _Handle:
+    """Owns one engine object: freed by close(), at the end of a with block, or when collected."""
 
-    def __init__(self, path: str | os.PathLike, library: str | os.PathLike | None = None):
-        self._lib = load_library(library)
-        self._p = self._lib.bitnet_model_load(os.fsencode(path))
-        if not self._p:
-            raise _error()
+    _free = ""  # name of the C function that frees it
+    _p = None
 
     def close(self) -> None:
         if self._p:
-            self._lib.bitnet_model_free(self._p)
+            getattr(self._lib, self._free)(self._p)
             self._p = None
 
-    def __enter__(self) -> "Model":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -130,6 +127,18 @@ class Model:
 
     def __del__(self) -> None:
         self.close()
+
+
+class Model(_Handle):
+    """A loaded GGUF model (memory-mapped). Use as a context manager or call close()."""
+    _free = "bitnet_model_free"
+
+    def __init__(self, path: str | os.PathLike, library: str | os.PathLike | None = None):
+        self._lib = load_library(library)
+        self._p = self._lib.bitnet_model_load(os.fsencode(path))
+        if not self._p:
+            raise _error()
+
 
     @property
     def n_vocab(self) -> int:
@@ -185,8 +194,9 @@ class Model:
         return b"".join(self.token_to_piece(t) for t in tokens).decode("utf-8", "replace")
 
 
-class Context:
+class Context(_Handle):
     """KV cache and forward pass over a Model."""
+    _free = "bitnet_context_free"
 
     def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512):
         self.model = model
@@ -196,19 +206,6 @@ class Context:
         if not self._p:
             raise _error()
 
-    def close(self) -> None:
-        if self._p:
-            self._lib.bitnet_context_free(self._p)
-            self._p = None
-
-    def __enter__(self) -> "Context":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
     @property
     def n_past(self) -> int:
@@ -248,8 +245,9 @@ class Context:
         return out
 
 
-class Sampler:
+class Sampler(_Handle):
     """Token sampler (greedy when temperature <= 0)."""
+    _free = "bitnet_sampler_free"
 
     def __init__(self, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
                  repeat_penalty: float = 1.0, repeat_last_n: int = 64, seed: int = 0):
@@ -259,13 +257,6 @@ class Sampler:
         if not self._p:
             raise _error()
 
-    def close(self) -> None:
-        if self._p:
-            self._lib.bitnet_sampler_free(self._p)
-            self._p = None
-
-    def __del__(self) -> None:
-        self.close()
 
     def accept(self, token: int) -> None:
         self._lib.bitnet_sampler_accept(self._p, token)
