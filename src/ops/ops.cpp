@@ -4,6 +4,22 @@
 
 namespace bitnet {
 
+namespace {
+
+// Eight independent partial sums: the compiler vectorizes this without -ffast-math (a plain
+// running sum fixes the order of additions and cannot be vectorized).
+float dot(const float* a, const float* b, int n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+}  // namespace
+
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out) {
     // Accumulate in double: the reference sums in float32 with pairwise/vector reductions, and a
     // double sum is closer to that than a naive float loop.
@@ -38,10 +54,7 @@ void attention_head(const float* q, const float* k, const float* v, int64_t stri
                     int head_dim, float scale, float* scratch, float* out) {
     float mx = -INFINITY;
     for (int t = 0; t < n_kv; ++t) {
-        const float* kt = k + (int64_t)t * stride;
-        float d = 0.0f;
-        for (int i = 0; i < head_dim; ++i) d += q[i] * kt[i];
-        d *= scale;
+        const float d = dot(q, k + (int64_t)t * stride, head_dim) * scale;
         scratch[t] = d;
         mx = d > mx ? d : mx;
     }
