@@ -67,7 +67,9 @@ def _i2s_reference_unpack(buf: np.ndarray, out_f: int, in_f: int) -> tuple[np.nd
     codes = (byte >> (6 - 2 * (r // 32))) & 3
     assert codes.max() <= 2
     scale = buf[out_f * in_f // 4 : out_f * in_f // 4 + 4].view(np.float32)[0]
-    assert not buf[out_f * in_f // 4 + 4 :].any()  # zero padding after the scale
+    divisor = buf[out_f * in_f // 4 + 4 : out_f * in_f // 4 + 8].view(np.float32)[0]
+    assert divisor > 0 and abs(float(divisor) * float(scale) - 1) < 1e-6  # the exact divisor
+    assert not buf[out_f * in_f // 4 + 8 :].any()  # zero padding after scale and divisor
     return (codes.astype(np.int8) - 1).reshape(out_f, in_f), scale
 
 
@@ -111,14 +113,16 @@ def test_i2s_round_trip_of_packed_checkpoint(ckpt, tmp_path):
     emb = g.tensors["token_embd.weight"]
     assert emb.ne == (256, 1000) and emb.type_id == 1
     # bf16 -> f16 is exact for the generator's embeddings.
-    assert np.array_equal(emb.data.view(np.float16).reshape(1000, 256).astype(np.float32), hf["model.embed_tokens.weight"].astype(np.float32))
+    want = hf["model.embed_tokens.weight"].astype(np.float32)
+    assert np.array_equal(emb.data.view(np.float16).reshape(1000, 256).astype(np.float32), want)
     norm = g.tensors["output_norm.weight"]
     assert norm.type_id == 0 and np.array_equal(norm.data.view(np.float32), hf["model.norm.weight"].astype(np.float32))
     for layer in range(2):
         for gname, hname in NORMS.items():
             t = g.tensors[f"blk.{layer}.{gname}.weight"]
             assert t.type_id == 0
-            assert np.array_equal(t.data.view(np.float32), hf[f"model.layers.{layer}.{hname}.weight"].astype(np.float32))
+            want = hf[f"model.layers.{layer}.{hname}.weight"].astype(np.float32)
+            assert np.array_equal(t.data.view(np.float32), want)
         for gname, hname in LINEARS.items():
             t = g.tensors[f"blk.{layer}.{gname}.weight"]
             weight = hf[f"model.layers.{layer}.{hname}.weight"]
@@ -236,3 +240,19 @@ def test_reader_rejects_truncated_file(ckpt, tmp_path):
     with pytest.raises(ValueError, match="past the end"):
         read_gguf(tmp_path / "cut.gguf")
     assert ml_dtypes  # imported so numpy knows bfloat16 in _tensors
+
+
+def test_embedding_rows_beyond_the_tokenizer_become_unused_tokens(packed_copy, tmp_path):
+    tensors = _tensors(packed_copy)
+    emb = tensors["model.embed_tokens.weight"]
+    tensors["model.embed_tokens.weight"] = np.concatenate([emb, emb[:24]])
+    save_file(tensors, str(packed_copy / "model.safetensors"), metadata={"format": "pt"})
+    _edit_config(packed_copy, vocab_size=1024)
+    md = read_gguf(convert(packed_copy, tmp_path / "m.gguf")).metadata
+    assert len(md["tokenizer.ggml.tokens"]) == md["bitnet-b1.58.vocab_size"] == 1024
+    assert md["tokenizer.ggml.tokens"][1023] == "[PAD1023]" and md["tokenizer.ggml.token_type"][1023] == 5
+    tensors["model.embed_tokens.weight"] = emb[:512]
+    save_file(tensors, str(packed_copy / "model.safetensors"), metadata={"format": "pt"})
+    _edit_config(packed_copy, vocab_size=512)
+    with pytest.raises(click.ClickException, match="token id 999 but config.json says vocab_size 512"):
+        convert(packed_copy, tmp_path / "m.gguf")

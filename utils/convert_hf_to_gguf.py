@@ -181,26 +181,30 @@ def check_linear(weights: Weights, hf_name: str, out_f: int, in_f: int) -> None:
         _check_shape(weights, hf_name, [out_f, in_f])
 
 
-def load_ternary(weights: Weights, hp: Hparams, hf_name: str) -> tuple[np.ndarray, np.float32]:
-    """The ternary matrix int8 [out, in] and its dequantized scale (W ~= T * scale)."""
+def load_ternary(weights: Weights, hp: Hparams, hf_name: str) -> tuple[np.ndarray, np.float32, np.float32 | None]:
+    """The ternary matrix int8 [out, in], its dequantized scale (W ~= T * scale), and the divisor
+    the reference model rescales with (None when it multiplies by the scale instead)."""
     if _is_packed(weights, hf_name):  # offline checkpoint: codes + weight_scale
         ws = np.float32(weights.get(hf_name + "_scale").astype(np.float32).reshape(-1)[0])
         t = unpack_hf(weights.get(hf_name))
         if (t > 1).any():
             raise click.ClickException(f"tensor {hf_name} holds the unused ternary code 3: the checkpoint is corrupt")
-        return t, (ws if hp.scale_multiplies else np.float32(1.0) / ws)
+        if hp.scale_multiplies:
+            return t, ws, None
+        return t, np.float32(1.0) / ws, ws
     t, s = absmean_quantize(weights.get(hf_name))
-    return t, np.float32(1.0) / s
+    return t, np.float32(1.0) / s, s
 
 
-def _float_type(name: str) -> tuple[int, type]:
-    return (GGML_F16, np.float16) if name == "f16" else (GGML_F32, np.float32)
+def _float_type(name: str) -> int:
+    return GGML_F16 if name == "f16" else GGML_F32
 
 
 def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[tuple]:
     """(gguf name, hf name, kind, ggml type, numpy shape [rows, cols]) of every output tensor."""
-    plan = [("token_embd.weight", "model.embed_tokens.weight", "embed", _float_type(embd_type)[0], (hp.vocab, hp.hidden))]
-    lin_type = I2S_TYPE_ID if outtype == "i2_s" else _float_type(outtype)[0]
+    embd_ggml = _float_type(embd_type)
+    plan = [("token_embd.weight", "model.embed_tokens.weight", "embed", embd_ggml, (hp.vocab, hp.hidden))]
+    lin_type = I2S_TYPE_ID if outtype == "i2_s" else _float_type(outtype)
     for layer in range(hp.layers):
         for hf_suffix, gguf_name, kind in LAYER_TENSORS:
             hf_name = f"model.layers.{layer}.{hf_suffix}.weight"
@@ -218,7 +222,7 @@ def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[t
             plan.append((name, hf_name, "linear", lin_type, (out_f, in_f)))
     plan.append(("output_norm.weight", "model.norm.weight", "norm", GGML_F32, (hp.hidden,)))
     if not hp.tied or "lm_head.weight" in weights:
-        plan.append(("output.weight", "lm_head.weight", "embed", _float_type(embd_type)[0], (hp.vocab, hp.hidden)))
+        plan.append(("output.weight", "lm_head.weight", "embed", embd_ggml, (hp.vocab, hp.hidden)))
     for _, hf_name, kind, _, shape in plan:
         if kind == "linear":
             check_linear(weights, hf_name, *shape)
@@ -230,9 +234,9 @@ def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[t
 def _tensor_data(weights: Weights, hp: Hparams, entry: tuple) -> np.ndarray:
     _, hf_name, kind, ggml_type, shape = entry
     if kind == "linear":
-        t, scale = load_ternary(weights, hp, hf_name)
+        t, scale, divisor = load_ternary(weights, hp, hf_name)
         if ggml_type == I2S_TYPE_ID:
-            return pack_i2s(t, scale)
+            return pack_i2s(t, scale, divisor)
         dtype = np.float16 if ggml_type == GGML_F16 else np.float32
         return (t.astype(np.float32) * scale).astype(dtype)
     data = weights.get(hf_name)
@@ -275,7 +279,8 @@ def add_tokenizer(writer: GGUFWriter, model_dir: Path, hp: Hparams) -> None:
     model = tj.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise click.ClickException(
-            f"tokenizer.json holds a {model.get('type')} model; only byte-level BPE (GPT-2 / Llama-3 style) is supported"
+            f"tokenizer.json holds a {model.get('type')} model; only byte-level BPE "
+            f"(GPT-2 / Llama-3 style) is supported"
         )
     pre = _pre_tokenizer_name(tj.get("pre_tokenizer"))
     vocab: dict[str, int] = dict(model["vocab"])
@@ -283,9 +288,11 @@ def add_tokenizer(writer: GGUFWriter, model_dir: Path, hp: Hparams) -> None:
     for added in tj.get("added_tokens", []):
         vocab[added["content"]] = added["id"]
         specials[added["id"]] = added.get("special", False)
-    n = max(hp.vocab, max(vocab.values()) + 1)
-    if n != hp.vocab:
-        raise click.ClickException(f"tokenizer.json has {n} tokens but config.json says vocab_size {hp.vocab}")
+    n = hp.vocab  # the embedding's rows; a shorter tokenizer is padded with unused tokens
+    if max(vocab.values()) >= n:
+        raise click.ClickException(
+            f"tokenizer.json has token id {max(vocab.values())} but config.json says vocab_size {n}"
+        )
     tokens = [f"[PAD{i}]" for i in range(n)]
     types = [TOKEN_UNUSED] * n
     for text, i in vocab.items():

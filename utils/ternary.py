@@ -53,10 +53,16 @@ def unpack_hf(packed: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
-def pack_i2s(t: np.ndarray, scale: float) -> np.ndarray:
+def pack_i2s(t: np.ndarray, scale: float, divisor: float | None = None) -> np.ndarray:
     """Pack ternary int8 [out, in] and its float32 scale into the I2_S byte payload.
 
     Requires in % 128 == 0 (a block never straddles two rows). Returns uint8 [n/4 + 32].
+
+    `divisor`, when given, is the checkpoint's own float32 divisor (transformers' BitLinear
+    computes y / (weight_scale * input_scale)); it goes into bytes 4..7 of the trailer, which
+    bitnet.cpp's layout leaves as zero padding. float32(1/scale) equals it for only ~80% of bf16
+    values, and with the exact divisor the engine's rescale is bit-identical to the reference's.
+    Readers that do not know this field see padding and use the scale.
     """
     if t.shape[-1] % I2S_BLOCK:
         raise ValueError(f"inner dimension {t.shape[-1]} is not a multiple of {I2S_BLOCK}")
@@ -64,6 +70,8 @@ def pack_i2s(t: np.ndarray, scale: float) -> np.ndarray:
     packed = (codes[:, 0] << 6) | (codes[:, 1] << 4) | (codes[:, 2] << 2) | codes[:, 3]
     tail = np.zeros(I2S_TAIL_BYTES, dtype=np.uint8)
     tail[:4] = np.frombuffer(np.float32(scale).tobytes(), dtype=np.uint8)
+    if divisor is not None:
+        tail[4:8] = np.frombuffer(np.float32(divisor).tobytes(), dtype=np.uint8)
     return np.concatenate([packed.reshape(-1), tail])
 
 

@@ -29,6 +29,8 @@ enum TensorType : uint32_t {
 // I2_S: 2-bit codes (0 -> -1, 1 -> 0, 2 -> +1) in blocks of 128 values / 32 bytes; byte j of a
 // block holds values j, j+32, j+64, j+96 in bit pairs 7-6, 5-4, 3-2, 1-0. One float32 scale
 // (the dequantized magnitude of a +1) follows the packed bytes; the tensor is n/4 + 32 bytes.
+// Our converter also puts the reference model's exact float32 divisor (≈ 1/scale) in trailer bytes
+// 4..7, which are zero padding in bitnet.cpp's files; the engine uses it when present.
 constexpr int64_t I2S_BLOCK = 128;
 constexpr size_t I2S_TRAILER = 32;
 

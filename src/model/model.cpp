@@ -4,6 +4,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -65,10 +66,17 @@ Linear load_linear(const GGUFFile& f, const std::string& name, int64_t in, int64
              f.path().c_str(), name.c_str(), type_name(t.type).c_str(),
              ternary ? "I2_S, F16 or F32" : "F16 or F32");
     if (t.type == TYPE_I2_S) {
-        std::memcpy(&l.scale, t.data + (size_t)(in * out / 4), sizeof(float));
-        if (!(l.scale >= 0.0f) || l.scale > 1e30f)
+        const uint8_t* trailer = t.data + (size_t)(in * out / 4);
+        float div = 0.0f;
+        std::memcpy(&l.scale, trailer, sizeof(float));
+        std::memcpy(&div, trailer + 4, sizeof(float));
+        if (!(l.scale > 0.0f) || l.scale > 1e30f)
             fail("%s: tensor '%s' has an invalid I2_S scale %g", f.path().c_str(), name.c_str(),
                  (double)l.scale);
+        // Our converter stores the checkpoint's exact divisor in the trailer's padding (see
+        // utils/ternary.py: pack_i2s); files from elsewhere have zeros there.
+        const bool exact = div > 0.0f && std::fabs((double)div * l.scale - 1.0) < 1e-5;
+        l.divisor = exact ? div : 1.0f / l.scale;
     }
     return l;
 }
@@ -243,12 +251,14 @@ void linear_forward(Context& ctx, const Linear& lin, const QuantBatch& qb, float
             ThreadPool::split(M, ith, nth, kRowAlign, &m0, &m1);
             if (m0 >= m1) return;
             ks.i2s_gemm(lin.data, K, qb.q.data(), K, n, acc, M, m0, m1);
-            // The codes are t+1, so Σ code·q = Σ t·q + Σ q; the reference computes
-            // (Σ t·q) / (127/absmax) * scale, exactly in integers up to the final division.
-            for (int64_t i = 0; i < n; ++i)
+            // The codes are t+1, so Σ code·q = Σ t·q + Σ q, exact in integers. The reference
+            // (transformers' BitLinear) then computes y / (weight_scale * input_scale) in float32:
+            // the same two roundings here give the same bits.
+            for (int64_t i = 0; i < n; ++i) {
+                const float d = qb.scale[i] * lin.divisor;
                 for (int64_t m = m0; m < m1; ++m)
-                    out[i * M + m] =
-                        (float)(acc[i * M + m] - qb.qsum[i]) / qb.scale[i] * lin.scale;
+                    out[i * M + m] = (float)(acc[i * M + m] - qb.qsum[i]) / d;
+            }
         });
         return;
     }

@@ -33,7 +33,8 @@ struct Linear {
     uint32_t type = 0;
     int64_t in = 0, out = 0;
     const uint8_t* data = nullptr;
-    float scale = 1.0f;  // I2_S: the per-tensor magnitude stored after the packed codes
+    float scale = 1.0f;    // I2_S: the per-tensor magnitude stored after the packed codes
+    float divisor = 1.0f;  // I2_S: what the reference divides by (1/scale, or exact from the file)
 };
 
 struct Layer {
