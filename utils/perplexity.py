@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Perplexity of a converted BitNet model on a text file, with the engine's bitnet-perplexity.
+
+    python utils/perplexity.py                                    # shipped model on its held-out text
+    python utils/perplexity.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -f wiki.test.raw -c 512 -t 4
+
+The protocol is llama-perplexity's (see src/tools/perplexity.cpp): chunks of -c tokens, each
+evaluated from an empty cache with BOS first, scoring the second half of each chunk. The tool's
+output streams straight to this terminal (running estimates and the final line on stdout, speed on
+stderr); the exit code is the tool's. ``BITNET_BUILD_DIR`` overrides build/.
+
+``perplexity()`` runs the same command quietly and returns (PPL, +/-): that is what tests call.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+if __package__ in (None, ""):  # run as a script: make `utils` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.common import DEFAULT_MODEL_DIR, BitnetError, build_dir, display_path, run_cli
+
+DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
+DEFAULT_TEXT = DEFAULT_MODEL_DIR / "heldout.txt"
+
+# The tool's last line: "Final estimate: PPL = 12.3456 +/- 0.12345" (inf/nan when the model
+# assigns a scored token zero probability).
+_FINAL = re.compile(r"^Final estimate: PPL = (\S+) \+/- (\S+)$", re.MULTILINE)
+
+
+def perplexity_command(model: Path, text_file: Path, ctx_size: int = 512, threads: int = 2,
+                       batch_size: int = 512, chunks: int | None = None) -> list[str]:
+    """The bitnet-perplexity command line for these settings (``chunks`` None: all). Raise
+    ``BitnetError`` when the engine is not built or an input file does not exist."""
+    tool = build_dir() / "bin" / "bitnet-perplexity"
+    if not (tool.is_file() and os.access(tool, os.X_OK)):
+        raise BitnetError(f"the engine is not built ({display_path(tool)} is missing): run python setup_env.py")
+    if not Path(model).is_file():
+        raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
+                          "(or give a converted model with -m MODEL.gguf)")
+    if not Path(text_file).is_file():
+        raise BitnetError(f"text file {display_path(text_file)} not found: give the text to score with -f FILE")
+    cmd = [str(tool), "-m", str(model), "-f", str(text_file), "-c", str(ctx_size), "-t", str(threads),
+           "-b", str(batch_size)]
+    if chunks is not None:
+        cmd += ["--chunks", str(chunks)]
+    return cmd
+
+
+def parse_final(output: str) -> tuple[float, float]:
+    """(PPL, +/-) from bitnet-perplexity's stdout. Raise ``BitnetError`` when the final line is
+    missing (the tool did not finish)."""
+    m = _FINAL.search(output)
+    if not m:
+        raise BitnetError("bitnet-perplexity printed no 'Final estimate' line; its output was:\n" + output)
+    return float(m.group(1)), float(m.group(2))
+
+
+def perplexity(model: Path, text_file: Path, ctx_size: int = 512, threads: int = 2,
+               batch_size: int = 512, chunks: int | None = None) -> tuple[float, float]:
+    """Run bitnet-perplexity quietly and return (PPL, +/-). A failure of the tool (bad file, text
+    too short for one chunk, ...) is a ``BitnetError`` carrying the tool's one-line message."""
+    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks)
+    r = subprocess.run(cmd, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines()
+        msg = lines[-1] if lines else f"bitnet-perplexity exited with code {r.returncode}"
+        raise BitnetError(msg.removeprefix("error: "))
+    return parse_final(r.stdout)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-m", "--model", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_MODEL,
+              show_default="the shipped model's ggml-model-i2_s.gguf", help="GGUF model file.")
+@click.option("-f", "--file", "text_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Text file to score  [default: the shipped model's heldout.txt]")
+@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=512, show_default=True,
+              help="Tokens per chunk (0: the model's training context).")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Tokens per forward pass.")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Number of CPU threads.")
+@click.option("--chunks", type=click.IntRange(min=1), default=None,
+              help="Score at most this many chunks  [default: all]")
+def main(model: Path, text_file: Path | None, ctx_size: int, batch_size: int, threads: int,
+         chunks: int | None) -> int:
+    """Perplexity of a converted BitNet model on a text file (llama-perplexity's protocol)."""
+    if text_file is None:
+        if not DEFAULT_TEXT.is_file():
+            raise BitnetError(f"no text file given and the shipped model has none ({display_path(DEFAULT_TEXT)}): "
+                              "give the text to score with -f FILE")
+        text_file = DEFAULT_TEXT
+    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks)
+    proc = subprocess.Popen(cmd)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        # The child shares this terminal, so Ctrl-C reached it too: let it stop and report its
+        # exit code instead of dying here with a traceback.
+        rc = proc.wait()
+    if rc < 0:  # killed by a signal: report it like a shell does
+        if -rc != signal.SIGINT:
+            click.echo(f"error: bitnet-perplexity was killed by signal {signal.Signals(-rc).name}", err=True)
+        return 128 - rc
+    return rc
+
+
+if __name__ == "__main__":
+    run_cli(main)
