@@ -222,8 +222,9 @@ def write_safetensors_streaming(path: Path, specs: list[tuple[str, str, list[int
             assert f.tell() - begin == expected[1] - expected[0], name
 
 
-def build_tokenizer(vocab_size: int):
-    """Train a Llama-3-style byte-level BPE of exactly vocab_size tokens.
+def build_tokenizer(vocab_size: int, corpus: list[str] | None = None):
+    """Train a Llama-3-style byte-level BPE of exactly vocab_size tokens on `corpus` (default:
+    Python's help text, pydoc_data.topics).
 
     Layout: trained tokens first, then the five named special tokens, then
     <|reserved_special_token_N|> added tokens when training stops short of the requested size.
@@ -248,7 +249,8 @@ def build_tokenizer(vocab_size: int):
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    corpus = [pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)]
+    if corpus is None:
+        corpus = [pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)]
     tok.train_from_iterator(corpus, trainer)
     n_reserved = vocab_size - tok.get_vocab_size() - len(NAMED_SPECIALS)
     specials = NAMED_SPECIALS + [f"<|reserved_special_token_{i}|>" for i in range(n_reserved)]
@@ -270,20 +272,12 @@ def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str = "packed", **overrides) -> Path:
-    """Write a random BitNet checkpoint into outdir (created if needed) and return its path.
+def write_tokenizer_and_configs(out: Path, tok, shape: dict[str, int], quantization_config: dict) -> None:
+    """Write tokenizer.json, tokenizer_config.json (with the chat template), generation_config.json
+    and config.json of a 2B4T-architecture checkpoint into the existing directory `out`.
 
-    overrides: hidden, layers, heads, kv_heads, ffn, vocab, ctx (None = keep the preset's).
-    fmt: "packed" (offline ternary, like bitnet-b1.58-2B-4T) or "bf16" (master weights).
-    Raises click.ClickException for bad arguments.
+    tok: a tokenizer from build_tokenizer; shape: hidden, layers, heads, kv_heads, ffn, vocab, ctx.
     """
-    if fmt not in ("packed", "bf16"):
-        raise click.ClickException(f"unknown format {fmt!r}: use packed or bf16")
-    shape = resolve_config(preset, **overrides)
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    tok = build_tokenizer(shape["vocab"])
     tok.save(str(out / "tokenizer.json"))
     ids = {s: tok.token_to_id(s) for s in NAMED_SPECIALS}
     added = {
@@ -332,9 +326,26 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str =
             "eos_token_id": ids[EOS_TEXT],
             "torch_dtype": "bfloat16",
             "use_cache": True,
-            "quantization_config": QUANT_CONFIG_PACKED if fmt == "packed" else QUANT_CONFIG_BF16,
+            "quantization_config": quantization_config,
         },
     )
+
+
+def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str = "packed", **overrides) -> Path:
+    """Write a random BitNet checkpoint into outdir (created if needed) and return its path.
+
+    overrides: hidden, layers, heads, kv_heads, ffn, vocab, ctx (None = keep the preset's).
+    fmt: "packed" (offline ternary, like bitnet-b1.58-2B-4T) or "bf16" (master weights).
+    Raises click.ClickException for bad arguments.
+    """
+    if fmt not in ("packed", "bf16"):
+        raise click.ClickException(f"unknown format {fmt!r}: use packed or bf16")
+    shape = resolve_config(preset, **overrides)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tok = build_tokenizer(shape["vocab"])
+    write_tokenizer_and_configs(out, tok, shape, QUANT_CONFIG_PACKED if fmt == "packed" else QUANT_CONFIG_BF16)
     write_safetensors_streaming(out / "model.safetensors", list(_tensor_specs(shape, seed, fmt)))
     return out
 
