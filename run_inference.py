@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run a converted BitNet model: generate text from a prompt with the engine's bitnet-cli.
 
-    python run_inference.py -p "Once upon a time" -n 64          # the model that ships in models/
+    python run_inference.py -p "Create a new" -n 64              # the model that ships in models/
     python run_inference.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -p "..." -t 4
 
 The flags are bitnet.cpp's run_inference.py flags; they are passed on to build/bin/bitnet-cli
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL_DIR, BitnetError, build_dir, display_path, run_cli
+from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, BitnetError, build_dir, display_path, run_cli
 
 DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 
@@ -43,7 +43,7 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-m", "--model", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_MODEL,
               show_default="the shipped model's ggml-model-i2_s.gguf", help="GGUF model file.")
-@click.option("-p", "--prompt", default="Once upon a time", show_default=True, help="Prompt to continue.")
+@click.option("-p", "--prompt", default=DEFAULT_PROMPT, show_default=True, help="Prompt to continue.")
 @click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=128, show_default=True,
               help="Number of tokens to generate (-1: until end of text or full context).")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,

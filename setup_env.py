@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL_DIR, REPO_ROOT, BitnetError, display_path, run_cli
+from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
 
 QUANT_TYPES = ["i2_s", "f16", "f32"]
 GGML_TYPE_IDS = {"f32": 0, "f16": 1}  # ggml type ids of the embedding types we write
@@ -110,7 +110,7 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
         convert(model_dir, gguf, outtype=quant_type, embd_type=embd_type)
 
     run_cmd = ["python", display_path(REPO_ROOT / "run_inference.py"), "-m", display_path(gguf),
-               "-p", "Once upon a time", "-n", "64"]
+               "-p", DEFAULT_PROMPT, "-n", "64"]
     click.echo(f"\nready: {display_path(gguf)}\nrun it with:\n  {shlex.join(run_cmd)}")
 
 

@@ -29,7 +29,9 @@ import click
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The model that ships with the repository (HF layout, converted by setup_env.py on first run).
-DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "bitnet-tiny-dummy"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "bitnet-tiny"
+# A prompt that suits it (it was trained on Python's documentation).
+DEFAULT_PROMPT = "Create a new"
 
 
 class BitnetError(click.ClickException):
