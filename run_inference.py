@@ -12,13 +12,11 @@ stdout, speeds on stderr). The exit code is bitnet-cli's.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, BitnetError, build_dir, display_path, run_cli
+from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, BitnetError, build_dir, display_path, run_cli, run_tool
 
 DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 
@@ -58,18 +56,7 @@ def main(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int, 
          seed: int | None) -> int:
     """Generate text from a prompt with a converted BitNet model."""
     cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed)
-    proc = subprocess.Popen(cmd)
-    try:
-        rc = proc.wait()
-    except KeyboardInterrupt:
-        # The child shares this terminal, so Ctrl-C reached it too: let it stop and report its
-        # exit code instead of dying here with a traceback.
-        rc = proc.wait()
-    if rc < 0:  # killed by a signal: report it like a shell does
-        if -rc != signal.SIGINT:
-            click.echo(f"error: bitnet-cli was killed by signal {signal.Signals(-rc).name}", err=True)
-        return 128 - rc
-    return rc
+    return run_tool(cmd, "bitnet-cli")
 
 
 if __name__ == "__main__":

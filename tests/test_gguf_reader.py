@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 

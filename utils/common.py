@@ -19,6 +19,7 @@ import collections
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -161,3 +162,21 @@ class LiveLine:
         if self.enabled:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
+
+
+def run_tool(cmd: Sequence[str | os.PathLike], name: str) -> int:
+    """Run one of the engine's tools with this terminal's stdio and return its exit code.
+
+    Ctrl-C reaches the tool too (same terminal): wait for it to stop instead of dying here with a
+    traceback. A tool killed by a signal is reported like a shell does (128 + signal number).
+    """
+    proc = subprocess.Popen([str(c) for c in cmd])
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        rc = proc.wait()
+    if rc < 0:
+        if -rc != signal.SIGINT:
+            click.echo(f"error: {name} was killed by signal {signal.Signals(-rc).name}", err=True)
+        return 128 - rc
+    return rc

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import DEFAULT_MODEL_DIR, BitnetError, build_dir, display_path, run_cli
+from utils.common import DEFAULT_MODEL_DIR, BitnetError, build_dir, display_path, run_cli, run_tool
 
 DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 DEFAULT_TEXT = DEFAULT_MODEL_DIR / "heldout.txt"
@@ -99,18 +98,7 @@ def main(model: Path, text_file: Path | None, ctx_size: int, batch_size: int, th
                               "give the text to score with -f FILE")
         text_file = DEFAULT_TEXT
     cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks)
-    proc = subprocess.Popen(cmd)
-    try:
-        rc = proc.wait()
-    except KeyboardInterrupt:
-        # The child shares this terminal, so Ctrl-C reached it too: let it stop and report its
-        # exit code instead of dying here with a traceback.
-        rc = proc.wait()
-    if rc < 0:  # killed by a signal: report it like a shell does
-        if -rc != signal.SIGINT:
-            click.echo(f"error: bitnet-perplexity was killed by signal {signal.Signals(-rc).name}", err=True)
-        return 128 - rc
-    return rc
+    return run_tool(cmd, "bitnet-perplexity")
 
 
 if __name__ == "__main__":

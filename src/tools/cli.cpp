@@ -12,8 +12,14 @@
 #include <vector>
 
 #include "bitnet.h"
+#include "tools/tool_common.h"
 
 namespace {
+
+using tool::die;
+using tool::now_s;
+using tool::parse_int;
+using tool::parse_float;
 
 struct Args {
     std::string model;
@@ -53,26 +59,6 @@ void usage(FILE* out) {
         "      --no-display-prompt do not echo the prompt\n");
 }
 
-[[noreturn]] void die(const std::string& msg) {
-    std::fprintf(stderr, "error: %s\n", msg.c_str());
-    std::exit(1);
-}
-
-long long parse_int(const std::string& flag, const char* v) {
-    char* end = nullptr;
-    errno = 0;
-    long long x = std::strtoll(v, &end, 10);
-    if (!*v || *end || errno) die("invalid value '" + std::string(v) + "' for " + flag + ": expected an integer");
-    return x;
-}
-
-float parse_float(const std::string& flag, const char* v) {
-    char* end = nullptr;
-    float x = std::strtof(v, &end);
-    if (!*v || *end) die("invalid value '" + std::string(v) + "' for " + flag + ": expected a number");
-    return x;
-}
-
 Args parse_args(int argc, char** argv) {
     Args a;
     for (int i = 1; i < argc; ++i) {
@@ -105,11 +91,6 @@ Args parse_args(int argc, char** argv) {
     if (a.n_batch <= 0) die("-b must be > 0");
     if (a.n_predict < -1) die("-n must be >= -1");
     return a;
-}
-
-double now_s() {
-    using namespace std::chrono;
-    return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
 std::string piece(const bitnet_model* m, bitnet_token t) {

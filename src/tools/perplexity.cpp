@@ -24,8 +24,13 @@
 #include <vector>
 
 #include "bitnet.h"
+#include "tools/tool_common.h"
 
 namespace {
+
+using tool::die;
+using tool::now_s;
+using tool::parse_int;
 
 struct Args {
     std::string model;
@@ -45,20 +50,6 @@ void usage(FILE* out) {
         "  -b, --batch-size N     tokens per forward pass (default 512)\n"
         "  -t, --threads N        threads (default: all cores)\n"
         "      --chunks N         score at most N chunks (default -1 = all)\n");
-}
-
-[[noreturn]] void die(const std::string& msg) {
-    std::fprintf(stderr, "error: %s\n", msg.c_str());
-    std::exit(1);
-}
-
-long long parse_int(const std::string& flag, const char* v) {
-    char* end = nullptr;
-    errno = 0;
-    long long x = std::strtoll(v, &end, 10);
-    if (!*v || *end || errno || x < INT_MIN || x > INT_MAX)
-        die("invalid value '" + std::string(v) + "' for " + flag + ": expected an integer");
-    return x;
 }
 
 Args parse_args(int argc, char** argv) {
@@ -85,11 +76,6 @@ Args parse_args(int argc, char** argv) {
     if (a.n_threads < 0) die("-t must be >= 0");
     if (a.n_chunks == 0 || a.n_chunks < -1) die("--chunks must be a positive count, or -1 for all");
     return a;
-}
-
-double now_s() {
-    using namespace std::chrono;
-    return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
 std::string read_file(const std::string& path) {
