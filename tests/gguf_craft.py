@@ -13,6 +13,7 @@ files (`corrupt_cases`) that both the engine and the C++ reader test are run aga
 from __future__ import annotations
 
 import struct
+import subprocess
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -288,3 +289,16 @@ def corrupt_cases() -> dict[str, tuple[bytes, str]]:
             "multiple of 128"),
     }
     return cases
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, *words: str):
+    """Exit code 1, no signal, no traceback or sanitizer report, exactly one non-empty line on
+    stderr containing 'error' and every word."""
+    for crash in ("Traceback", "AddressSanitizer", "runtime error", "core dumped"):
+        assert crash not in r.stderr, r.stderr
+    assert r.returncode == 1, f"exit code {r.returncode}, stderr:\n{r.stderr}"
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
+    assert "error" in lines[0].lower(), lines[0]
+    for w in words:
+        assert w in lines[0], f"{w!r} not in {lines[0]!r}"

@@ -37,19 +37,6 @@ def run_cli(cli: Path, model: Path | str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, errors="replace", timeout=120)
 
 
-def assert_one_line_error(r: subprocess.CompletedProcess, *words: str):
-    """Exit code 1, no signal, no traceback or sanitizer report, exactly one non-empty line on
-    stderr containing 'error' and every word."""
-    for crash in ("Traceback", "AddressSanitizer", "runtime error", "core dumped"):
-        assert crash not in r.stderr, r.stderr
-    assert r.returncode == 1, f"exit code {r.returncode}, stderr:\n{r.stderr}"
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
-    assert "error" in lines[0].lower(), lines[0]
-    for w in words:
-        assert w in lines[0], f"{w!r} not in {lines[0]!r}"
-
-
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / f"{name}.gguf"
     path.write_bytes(data)
@@ -65,25 +52,25 @@ def test_minimal_model_runs(cli, tmp_path):
 def test_corrupt_gguf(cli, tmp_path, name):
     data, word = CASES[name]
     path = write(tmp_path, name, data)
-    assert_one_line_error(run_cli(cli, path), word, str(path))
+    gc.assert_one_line_error(run_cli(cli, path), word, str(path))
 
 
 def test_unknown_architecture(cli, tmp_path):
     path = write(tmp_path, "foo", gc.minimal_model(arch="foo").data)
-    assert_one_line_error(run_cli(cli, path), "architecture", "'foo'", str(path))
+    gc.assert_one_line_error(run_cli(cli, path), "architecture", "'foo'", str(path))
 
 
 @pytest.mark.parametrize("tensor", ["blk.0.ffn_up.weight", "blk.0.attn_sub_norm.weight",
                                     "token_embd.weight"])
 def test_missing_tensor(cli, tmp_path, tensor):
     path = write(tmp_path, "missing", gc.minimal_model(drop_tensor=tensor).data)
-    assert_one_line_error(run_cli(cli, path), "missing", tensor, str(path))
+    gc.assert_one_line_error(run_cli(cli, path), "missing", tensor, str(path))
 
 
 def test_missing_file(cli, tmp_path):
     path = tmp_path / "no-such-model.gguf"
-    assert_one_line_error(run_cli(cli, path), str(path), "No such file")
+    gc.assert_one_line_error(run_cli(cli, path), str(path), "No such file")
 
 
 def test_directory_instead_of_file(cli, tmp_path):
-    assert_one_line_error(run_cli(cli, tmp_path), str(tmp_path), "directory")
+    gc.assert_one_line_error(run_cli(cli, tmp_path), str(tmp_path), "directory")

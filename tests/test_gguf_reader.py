@@ -227,24 +227,12 @@ def test_fp16_conversions_match_numpy(test_gguf, tmp_path):
 CASES = gc.corrupt_cases()
 
 
-def assert_one_line_error(r: subprocess.CompletedProcess, *words: str):
-    """Exit code 1, no signal, no sanitizer report, exactly one non-empty stderr line containing
-    'error' and every word."""
-    assert "AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
-    assert r.returncode == 1, f"exit code {r.returncode}, stderr:\n{r.stderr}"
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{r.stderr}"
-    assert "error" in lines[0].lower(), lines[0]
-    for w in words:
-        assert w in lines[0], f"{w!r} not in {lines[0]!r}"
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_corrupt_file(test_gguf, tmp_path, name):
     data, word = CASES[name]
     path = tmp_path / f"{name}.gguf"
     path.write_bytes(data)
-    assert_one_line_error(run(test_gguf, "dump", path), word, str(path))
+    gc.assert_one_line_error(run(test_gguf, "dump", path), word, str(path))
 
 
 def test_every_truncation_point_of_the_header(test_gguf, tmp_path):
@@ -258,5 +246,5 @@ def test_every_truncation_point_of_the_header(test_gguf, tmp_path):
     for n in range(built.data_start + 1):
         src.write_bytes(built.data[:n])
         r = run(test_gguf, "dump", src)
-        assert_one_line_error(r, str(src))
+        gc.assert_one_line_error(r, str(src))
         assert any(w in r.stderr for w in ("truncated", "empty", "magic")), r.stderr

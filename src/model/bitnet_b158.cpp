@@ -28,11 +28,7 @@ void add_in_place(float* x, const float* y, int64_t n) {
 
 void norm_rows(Context& ctx, const float* x, const std::vector<float>& w, int64_t n, int64_t k,
                float eps, float* out) {
-    ctx.pool->run([&](int ith, int nth) {
-        int64_t b, e;
-        ThreadPool::split(n, ith, nth, 1, &b, &e);
-        for (int64_t i = b; i < e; ++i) rms_norm(x + i * k, w.data(), k, eps, out + i * k);
-    });
+    ctx.pool->for_each_row(n, [&](int64_t i) { rms_norm(x + i * k, w.data(), k, eps, out + i * k); });
 }
 
 }  // namespace

@@ -228,11 +228,8 @@ void quantize_batch(Context& ctx, const float* x, int64_t n, int64_t k, QuantBat
     qb.scale.resize(n);
     qb.qsum.resize(n);
     const quantize_act_fn quant = kernels().quantize_act;
-    ctx.pool->run([&](int ith, int nth) {
-        int64_t b, e;
-        ThreadPool::split(n, ith, nth, 1, &b, &e);
-        for (int64_t i = b; i < e; ++i)
-            quant(x + i * k, k, qb.q.data() + i * k, &qb.scale[i], &qb.qsum[i]);
+    ctx.pool->for_each_row(n, [&](int64_t i) {
+        quant(x + i * k, k, qb.q.data() + i * k, &qb.scale[i], &qb.qsum[i]);
     });
 }
 

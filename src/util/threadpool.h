@@ -26,6 +26,22 @@ public:
     int size() const { return n_threads_; }
     void run(const std::function<void(int ith, int nth)>& fn);
 
+    // Calls fn(i) for every i in [0, n), rows split across the threads. A single row runs on the
+    // caller alone: decode quantizes and normalizes one token at a time, and waking the workers
+    // for it would cost more than the work.
+    template <typename F>
+    void for_each_row(int64_t n, F&& fn) {
+        if (n == 1 || n_threads_ == 1) {
+            for (int64_t i = 0; i < n; ++i) fn(i);
+            return;
+        }
+        run([&](int ith, int nth) {
+            int64_t b, e;
+            split(n, ith, nth, 1, &b, &e);
+            for (int64_t i = b; i < e; ++i) fn(i);
+        });
+    }
+
     // Splits [0, n) into nth contiguous ranges, each a multiple of `align` except the last.
     static void split(int64_t n, int ith, int nth, int64_t align, int64_t* begin, int64_t* end);
 
