@@ -2,10 +2,15 @@
 // wider registers on a context switch) supports, or from the BITNET_ISA environment variable.
 //
 // This file is compiled without any -m flag, so it calls no intrinsic itself; the ISA sets live
-// in x86/kernels_*.cpp, compiled with their own flags, and are referenced only when CMake defines
-// BITNET_HAVE_X86.
+// in x86/kernels_*.cpp and arm/kernels_neon*.cpp, compiled with their own flags, and are
+// referenced only when CMake defines BITNET_HAVE_X86 or BITNET_HAVE_ARM.
 #include <cstdlib>
 #include <string>
+
+#if defined(BITNET_HAVE_ARM) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #include "kernels/kernels.h"
 #include "util/common.h"
@@ -15,6 +20,10 @@ namespace bitnet {
 #if defined(BITNET_HAVE_X86)
 const KernelSet& kernels_avx2();        // x86/kernels_avx2.cpp
 const KernelSet& kernels_avx512vnni();  // x86/kernels_avx512.cpp
+#endif
+#if defined(BITNET_HAVE_ARM)
+const KernelSet& kernels_neon();          // arm/kernels_neon.cpp
+const KernelSet& kernels_neon_dotprod();  // arm/kernels_neon_dotprod.cpp
 #endif
 
 std::vector<const KernelSet*> kernels_available() {
@@ -34,6 +43,15 @@ std::vector<const KernelSet*> kernels_available() {
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni"))
         sets.push_back(&kernels_avx512vnni());
+#endif
+#if defined(BITNET_HAVE_ARM)
+    // Advanced SIMD: every aarch64 CPU.
+    sets.push_back(&kernels_neon());
+#if defined(__linux__)
+    // SDOT: Cortex-A55/A75 (2017) and later, Neoverse N1 and later; the kernel reports it in
+    // HWCAP only when it also lets user space use it.
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) sets.push_back(&kernels_neon_dotprod());
+#endif
 #endif
     return sets;
 }

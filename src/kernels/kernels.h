@@ -24,6 +24,8 @@ enum TensorType : uint32_t {
     TYPE_TQ1_0 = 34,
     TYPE_TQ2_0 = 35,
     TYPE_I2_S = 36,
+    TYPE_TL1 = 38,  // lookup-table ternary types, layouts in kernels/tl.h
+    TYPE_TL2 = 39,
 };
 
 // I2_S: 2-bit codes (0 -> -1, 1 -> 0, 2 -> +1) in blocks of 128 values / 32 bytes; byte j of a
@@ -31,8 +33,11 @@ enum TensorType : uint32_t {
 // (the dequantized magnitude of a +1) follows the packed bytes; the tensor is n/4 + 32 bytes.
 // Our converter also puts the reference model's exact float32 divisor (≈ 1/scale) in trailer bytes
 // 4..7, which are zero padding in bitnet.cpp's files; the engine uses it when present.
+// A row whose length K is not a multiple of 128 (bitnet.cpp cannot store those) is padded to whole
+// blocks with code 1 (weight 0): rows are i2s_padded_k(K) / 4 bytes, full blocks unchanged.
 constexpr int64_t I2S_BLOCK = 128;
 constexpr size_t I2S_TRAILER = 32;
+inline int64_t i2s_padded_k(int64_t k) { return (k + I2S_BLOCK - 1) / I2S_BLOCK * I2S_BLOCK; }
 
 struct TypeTraits {
     uint32_t id;
@@ -46,15 +51,17 @@ struct TypeTraits {
 const TypeTraits* type_traits(uint32_t type);
 std::string type_name(uint32_t type);  // "I2_S", or "type 77" for an unknown id
 
-// Bytes a tensor of `type` with row length ne0 and n_elements values occupies in a file.
-// Throws bitnet::Error (naming `what`) when the type is unknown or ne0 is not a multiple of its
-// block size (for I2_S: "K not a multiple of 128").
+// Bytes a tensor of `type` with row length ne0 and n_elements values occupies in a file (I2_S:
+// rows padded to whole blocks, plus the trailer). Throws bitnet::Error (naming `what`) when the
+// type is unknown or ne0 is not a multiple of its block size (I2_S accepts any ne0; TL1/TL2 need
+// whole blocks of TL_BM rows, see kernels/tl.h).
 size_t type_nbytes(uint32_t type, int64_t ne0, int64_t n_elements, const std::string& what);
 
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);
 
-// Row `row` of a 2-D F32/F16 tensor with rows of length k, as float. Throws for other types.
+// Row `row` of a 2-D tensor with rows of length k, as float: F32, F16, BF16 and the block types
+// Q8_0, Q4_0, Q6_K, TQ1_0, TQ2_0 (k a multiple of their block size). Throws for other types.
 void dequantize_row(uint32_t type, const void* data, int64_t k, int64_t row, float* out);
 
 // ---- kernel signatures ----------------------------------------------------------------------
@@ -81,7 +88,7 @@ using f16_gemm_fn = void (*)(const uint16_t* W, int64_t K, const float* X, int64
                              float* Y, int64_t ldy, int64_t m0, int64_t m1);
 
 struct KernelSet {
-    const char* isa;  // "scalar", "avx2", "avx512vnni", ...
+    const char* isa;  // "scalar", "avx2", "avx512vnni", "neon", "neon-dotprod"
     quantize_act_fn quantize_act;
     i2s_gemm_fn i2s_gemm;
     f32_gemm_fn f32_gemm;
@@ -93,7 +100,8 @@ const KernelSet& kernels_ref();
 // Every set compiled in and supported by this CPU, reference first.
 std::vector<const KernelSet*> kernels_available();
 // The set the engine uses: the best supported one, or the one named by the environment variable
-// BITNET_ISA (scalar | avx2 | avx512vnni); an unknown or unsupported name is a bitnet::Error.
+// BITNET_ISA (scalar | avx2 | avx512vnni | neon | neon-dotprod); an unknown or unsupported name
+// is a bitnet::Error.
 const KernelSet& kernels();
 
 }  // namespace bitnet

@@ -64,30 +64,31 @@ void i2s_gemm_ref(const uint8_t* W, int64_t K, const int8_t* Q, int64_t ldq, int
     }
 }
 
-void f32_gemm_ref(const float* W, int64_t K, const float* X, int64_t ldx, int64_t N, float* Y,
-                  int64_t ldy, int64_t m0, int64_t m1) {
+inline float to_float(float w) { return w; }
+inline float to_float(uint16_t w) { return fp16_to_fp32(w); }
+
+template <typename WT>
+void fgemm_ref(const WT* W, int64_t K, const float* X, int64_t ldx, int64_t N, float* Y, int64_t ldy,
+               int64_t m0, int64_t m1) {
     for (int64_t n = 0; n < N; ++n) {
         for (int64_t m = m0; m < m1; ++m) {
-            const float* w = W + m * K;
+            const WT* w = W + m * K;
             const float* x = X + n * ldx;
             float acc = 0.0f;
-            for (int64_t k = 0; k < K; ++k) acc += w[k] * x[k];
+            for (int64_t k = 0; k < K; ++k) acc += to_float(w[k]) * x[k];
             Y[n * ldy + m] = acc;
         }
     }
 }
 
+void f32_gemm_ref(const float* W, int64_t K, const float* X, int64_t ldx, int64_t N, float* Y,
+                  int64_t ldy, int64_t m0, int64_t m1) {
+    fgemm_ref(W, K, X, ldx, N, Y, ldy, m0, m1);
+}
+
 void f16_gemm_ref(const uint16_t* W, int64_t K, const float* X, int64_t ldx, int64_t N, float* Y,
                   int64_t ldy, int64_t m0, int64_t m1) {
-    for (int64_t n = 0; n < N; ++n) {
-        for (int64_t m = m0; m < m1; ++m) {
-            const uint16_t* w = W + m * K;
-            const float* x = X + n * ldx;
-            float acc = 0.0f;
-            for (int64_t k = 0; k < K; ++k) acc += fp16_to_fp32(w[k]) * x[k];
-            Y[n * ldy + m] = acc;
-        }
-    }
+    fgemm_ref(W, K, X, ldx, N, Y, ldy, m0, m1);
 }
 
 }  // namespace

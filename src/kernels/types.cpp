@@ -1,60 +1,25 @@
 // The tensor type table: one row per GGUF/ggml type id this engine can size, plus the exact
-// fp16 <-> fp32 conversions and the row dequantizer for the float types.
+// fp16 <-> fp32 conversions and the row dequantizer (embedding lookup, norm weights).
 //
 // The table answers "how many bytes does this tensor occupy in the file" for the GGUF reader and
 // "what is this type called" for error messages. Adding a type is adding a row (and, if it has a
-// block layout, a block struct below whose size the compiler checks). Which types the model can
+// block layout, a block struct in kernels/quants.h whose size the compiler checks). Which types the model can
 // actually compute with is decided by the model loader and the kernels, not here.
 #include "kernels/kernels.h"
 
 #include <cstring>
 
+#include "kernels/quants.h"
+#include "kernels/tl.h"
 #include "util/common.h"
 
 namespace bitnet {
 
 namespace {
 
-// Block layouts, for the static_asserts only: the sizes must match the files written by llama.cpp
-// (ggml-common.h, block_q4_0 / block_q8_0 / block_q6_K / block_tq1_0 / block_tq2_0; the same
-// numbers as gguf-py's GGML_QUANT_SIZES) and by bitnet.cpp (I2_S). uint16_t stands for ggml_half.
-constexpr int64_t QK_K = 256;  // super-block size of the k-quants and the TQ types
-
-struct block_q4_0 {
-    uint16_t d;       // scale
-    uint8_t qs[16];   // 32 values, 4 bits each
-};
-static_assert(sizeof(block_q4_0) == 18, "Q4_0 block is 2 + 32/2 bytes");
-
-struct block_q8_0 {
-    uint16_t d;       // scale
-    int8_t qs[32];    // 32 values, 8 bits each
-};
-static_assert(sizeof(block_q8_0) == 34, "Q8_0 block is 2 + 32 bytes");
-
-struct block_q6_K {
-    uint8_t ql[QK_K / 2];       // low 4 bits
-    uint8_t qh[QK_K / 4];       // high 2 bits
-    int8_t scales[QK_K / 16];   // 8-bit sub-block scales
-    uint16_t d;                 // super-block scale
-};
-static_assert(sizeof(block_q6_K) == 210, "Q6_K block is 128 + 64 + 16 + 2 bytes");
-
-struct block_tq1_0 {
-    uint8_t qs[(QK_K - 4 * QK_K / 64) / 5];  // 240 values, 5 trits per byte (3^5 = 243 <= 256)
-    uint8_t qh[QK_K / 64];                   // the last 16 values, 4 trits per byte
-    uint16_t d;
-};
-static_assert(sizeof(block_tq1_0) == 54, "TQ1_0 block is 48 + 4 + 2 bytes");
-
-struct block_tq2_0 {
-    uint8_t qs[QK_K / 4];  // 2 bits per value
-    uint16_t d;
-};
-static_assert(sizeof(block_tq2_0) == 66, "TQ2_0 block is 64 + 2 bytes");
-
-// I2_S (bitnet.cpp): 128 values of 2 bits in 32 bytes, no per-block scale; the per-tensor float32
-// scale sits in a 32-byte trailer after all blocks (bitnet.cpp sizes I2_S tensors as n/4 + 32).
+// The block layouts live in kernels/quants.h (static_asserts on their sizes there); I2_S is
+// bitnet.cpp's: 128 values of 2 bits in 32 bytes, no per-block scale, the per-tensor float32 scale
+// in a 32-byte trailer after all blocks.
 static_assert(I2S_BLOCK / 4 == 32, "I2_S block is 128 values x 2 bits = 32 bytes");
 
 const TypeTraits k_types[] = {
@@ -68,6 +33,10 @@ const TypeTraits k_types[] = {
     {TYPE_TQ1_0, "TQ1_0", QK_K,  sizeof(block_tq1_0), 0},
     {TYPE_TQ2_0, "TQ2_0", QK_K,  sizeof(block_tq2_0), 0},
     {TYPE_I2_S,  "I2_S",  I2S_BLOCK, I2S_BLOCK / 4, I2S_TRAILER},
+    // TL1/TL2 are stored in blocks of TL_BM rows whose size depends on the row length: sized by
+    // tl_nbytes below from the formulas of kernels/tl.h, not from this row.
+    {TYPE_TL1,   "TL1",   1,     0,     TL_TRAILER},
+    {TYPE_TL2,   "TL2",   1,     0,     TL_TRAILER},
 };
 
 std::string known_type_names() {
@@ -91,6 +60,22 @@ float bits_f32(uint32_t u) {
     return f;
 }
 
+size_t tl_nbytes(uint32_t type, int64_t ne0, int64_t n_elements, const std::string& what) {
+    const char* name = type == TYPE_TL1 ? "TL1" : "TL2";
+    const int64_t rows = n_elements / ne0;
+    if (rows % TL_BM != 0)
+        fail("%s: %lld rows, but %s stores rows in blocks of %lld: convert the model again with "
+             "--outtype i2_s", what.c_str(), (long long)rows, name, (long long)TL_BM);
+    if (type == TYPE_TL1 ? ne0 % 2 != 0 : ne0 < 2)
+        fail("%s: row length %lld cannot be stored as %s (it needs %s): convert the model again "
+             "with --outtype i2_s", what.c_str(), (long long)ne0, name,
+             type == TYPE_TL1 ? "an even length" : "at least 2 values");
+    const int64_t block = type == TYPE_TL1 ? tl1_block_bytes(ne0) : tl2_block_bytes(ne0);
+    if ((uint64_t)(rows / TL_BM) > (SIZE_MAX - TL_TRAILER) / (uint64_t)block)
+        fail("%s: %lld values of %s do not fit in memory", what.c_str(), (long long)n_elements, name);
+    return (size_t)(rows / TL_BM) * (size_t)block + TL_TRAILER;
+}
+
 }  // namespace
 
 const TypeTraits* type_traits(uint32_t type) {
@@ -110,13 +95,18 @@ size_t type_nbytes(uint32_t type, int64_t ne0, int64_t n_elements, const std::st
         fail("%s has unknown type id %u (this build knows: %s)", what.c_str(), type,
              known_type_names().c_str());
     BITNET_ASSERT(ne0 > 0 && n_elements >= ne0 && n_elements % ne0 == 0);
-    if (ne0 % t->block_size != 0)
+    if (type == TYPE_TL1 || type == TYPE_TL2) return tl_nbytes(type, ne0, n_elements, what);
+    // I2_S pads each row to whole blocks (see I2S_BLOCK); the other types need whole blocks.
+    const bool padded = type == TYPE_I2_S;
+    if (!padded && ne0 % t->block_size != 0)
         fail("%s: row length %lld is not a multiple of %lld, which %s requires: convert the model "
              "again with --outtype f16, or pad the rows to a multiple of %lld",
              what.c_str(), (long long)ne0, (long long)t->block_size, t->name,
              (long long)t->block_size);
-    const uint64_t n_blocks = (uint64_t)(n_elements / t->block_size);
-    // n_elements fits in int64, but n_blocks * block_bytes (4 bytes per F32 value) may not.
+    const uint64_t blocks_per_row = (uint64_t)(ne0 / t->block_size + (ne0 % t->block_size != 0));
+    // rows * blocks_per_row <= n_elements fits in int64, but the byte count (4 bytes per F32
+    // value) may not fit size_t.
+    const uint64_t n_blocks = (uint64_t)(n_elements / ne0) * blocks_per_row;
     if (n_blocks > (SIZE_MAX - t->trailer_bytes) / t->block_bytes)
         fail("%s: %lld values of %s do not fit in memory", what.c_str(), (long long)n_elements,
              t->name);
@@ -175,6 +165,67 @@ uint16_t fp32_to_fp16(float f) {
     return (uint16_t)(sign | h);
 }
 
+namespace {
+
+// One block of each quantized type to floats, from its layout in kernels/quants.h.
+void dequant_block(const block_q8_0& x, float* y) {
+    const float d = fp16_to_fp32(x.d);
+    for (int i = 0; i < 32; ++i) y[i] = d * (float)x.qs[i];
+}
+
+void dequant_block(const block_q4_0& x, float* y) {
+    const float d = fp16_to_fp32(x.d);
+    for (int i = 0; i < 16; ++i) {
+        y[i] = d * (float)((x.qs[i] & 0x0F) - 8);
+        y[i + 16] = d * (float)((x.qs[i] >> 4) - 8);
+    }
+}
+
+void dequant_block(const block_q6_K& x, float* y) {
+    const float d = fp16_to_fp32(x.d);
+    for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < 4; ++j)
+            for (int l = 0; l < 32; ++l) {
+                const int i = 128 * h + 32 * j + l;
+                const uint8_t ql = x.ql[64 * h + 32 * (j & 1) + l];
+                const int lo = (j & 2) ? (ql >> 4) : (ql & 0x0F);
+                const int hi = (x.qh[32 * h + l] >> (2 * j)) & 3;
+                y[i] = d * (float)x.scales[i / 16] * (float)((lo | (hi << 4)) - 32);
+            }
+}
+
+void dequant_block(const block_tq2_0& x, float* y) {
+    const float d = fp16_to_fp32(x.d);
+    for (int c = 0; c < 2; ++c)
+        for (int l = 0; l < 4; ++l)
+            for (int m = 0; m < 32; ++m)
+                y[128 * c + 32 * l + m] = d * (float)(((x.qs[32 * c + m] >> (2 * l)) & 3) - 1);
+}
+
+void dequant_block(const block_tq1_0& x, float* y) {
+    const float d = fp16_to_fp32(x.d);
+    // digit i of a byte: the top base-3 digit of byte * 3^i mod 256, i.e. ((byte * 3^i) * 3) >> 8
+    auto digit = [](uint8_t byte, int i) {
+        static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+        const uint8_t v = (uint8_t)(byte * pow3[i]);
+        return ((v * 3) >> 8) - 1;
+    };
+    for (int i = 0; i < 5; ++i) {
+        for (int m = 0; m < 32; ++m) y[32 * i + m] = d * (float)digit(x.qs[m], i);
+        for (int m = 0; m < 16; ++m) y[160 + 16 * i + m] = d * (float)digit(x.qs[32 + m], i);
+    }
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) y[240 + 4 * i + j] = d * (float)digit(x.qh[j], i);
+}
+
+template <typename Block>
+void dequant_blocks(const void* data, int64_t k, int64_t row, int64_t bs, float* out) {
+    const Block* x = (const Block*)data + row * (k / bs);
+    for (int64_t b = 0; b < k / bs; ++b) dequant_block(x[b], out + b * bs);
+}
+
+}  // namespace
+
 void dequantize_row(uint32_t type, const void* data, int64_t k, int64_t row, float* out) {
     switch (type) {
     case TYPE_F32:
@@ -191,9 +242,14 @@ void dequantize_row(uint32_t type, const void* data, int64_t k, int64_t row, flo
         for (int64_t i = 0; i < k; i++) out[i] = bits_f32((uint32_t)src[i] << 16);
         return;
     }
+    case TYPE_Q8_0: return dequant_blocks<block_q8_0>(data, k, row, QK8_0, out);
+    case TYPE_Q4_0: return dequant_blocks<block_q4_0>(data, k, row, QK8_0, out);
+    case TYPE_Q6_K: return dequant_blocks<block_q6_K>(data, k, row, QK_K, out);
+    case TYPE_TQ1_0: return dequant_blocks<block_tq1_0>(data, k, row, QK_K, out);
+    case TYPE_TQ2_0: return dequant_blocks<block_tq2_0>(data, k, row, QK_K, out);
     default:
-        fail("cannot read rows of a %s tensor as floats (only F32, F16 and BF16): convert the "
-             "model again with --outtype f16",
+        fail("cannot read rows of a %s tensor as floats (only F32, F16, BF16, Q8_0, Q4_0, Q6_K, "
+             "TQ1_0 and TQ2_0): convert the model again with --outtype f16",
              type_name(type).c_str());
     }
 }

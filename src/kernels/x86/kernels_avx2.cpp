@@ -10,32 +10,17 @@
 // the tile; for one token (GEMV) this streams the weight matrix exactly once.
 #if defined(__x86_64__) || defined(__i386__)
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
+#include "kernels/x86/simd_x86.h"
 #include "util/common.h"
 
 namespace bitnet {
 
 namespace {
-
-inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
-}
 
 inline float hmax_ps(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -149,7 +134,9 @@ inline float load1(const uint16_t* w) { return _cvtsh_ss(*w); }
 // is 4-5 cycles on two ports: one chain per token would leave the units mostly idle).
 template <int NT, typename WT>
 inline void fdot_avx2(const WT* w, int64_t K, const float* x, int64_t ldx, float* res) {
-    constexpr int U = NT == 1 ? 4 : 2;
+    // The same chains for every NT: a token's sum must not depend on how many tokens share its
+    // tile, or logits would depend on the batch (two chains per token leave registers for four tokens (16 ymm in all)).
+    constexpr int U = 2;
     __m256 acc[NT][U];
     for (int t = 0; t < NT; ++t)
         for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();

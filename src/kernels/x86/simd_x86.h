@@ -1,0 +1,49 @@
+// SIMD helpers shared by the ISA files of src/kernels/x86: the <immintrin.h> include and small
+// AVX2-level helpers (every file there is compiled with at least -mavx2 -mfma -mf16c).
+//
+// Everything has internal linkage on purpose: each ISA file compiles its own private copy with its
+// own -m flags. An inline function with external linkage would be emitted by every such file and
+// the linker would keep one copy for all callers, possibly the AVX-512 build of it, which crashes
+// on a CPU without AVX-512. On a non-x86 target the header is empty.
+#pragma once
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <cstdint>
+
+// GCC 12 reports its own _mm512_undefined_* placeholders (used by cvtph_ps, the reduce_* helpers,
+// ...) as uninitialized once inlined in an AVX-512 build; the warning is located in the header, so
+// silencing it around the include covers those false positives and nothing in the ISA files.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace bitnet {
+namespace {
+
+inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+}  // namespace
+}  // namespace bitnet
+
+#endif  // x86

@@ -1,0 +1,225 @@
+"""TL1 / TL2 lookup-table types: the Python packer, the engine's kernels and whole-model results.
+
+* tests/cpp/test_tl.cpp (run here) checks every ISA's TL kernels against Σ t·q computed directly
+  from a matrix packed by its own C++ packer;
+* the Python packer (utils/tl_pack.py) round-trips, and its payload fed to the engine's kernels
+  (test_tl --gemm) gives numpy's integer product, so both sides read the layout alike;
+* a tl1 / tl2 file of a checkpoint gives logits identical, bit for bit, to the i2_s file of the
+  same checkpoint (same integer products, same rescale), for a prompt batch and single tokens;
+* bad input: shapes TL cannot hold, TL files without (or with another) layout key;
+* the codegen writes a stamped header and kernel config (and takes the config back as a preset),
+  refuses tiles that break a constraint, the 2B4T presets cover its shapes, and setup_env's
+  --use-pretuned refuses what it cannot do before building anything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import click
+import numpy as np
+import pytest
+
+from tests.conftest import convert_to
+from utils.common import REPO_ROOT
+from utils.tl_pack import (
+    TL1_TYPE_ID,
+    TL2_TYPE_ID,
+    TL_BLOCK_KEY,
+    pack_tl,
+    tl2_k3,
+    tl_nbytes,
+    unpack_tl,
+)
+
+TYPES = {"TL1": TL1_TYPE_ID, "TL2": TL2_TYPE_ID}
+
+
+@pytest.fixture
+def tl_bin(engine_bin):
+    path = engine_bin / "test_tl"
+    assert path.is_file(), f"{path} was not built: configure with -DBITNET_BUILD_TESTS=ON"
+    return path
+
+
+def test_cpp_kernels_match_direct_product(tl_bin):
+    r = subprocess.run([str(tl_bin)], check=False, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"test_tl failed (exit {r.returncode}):\n{r.stdout}\n{r.stderr}"
+    assert "ok" in r.stdout
+
+
+@pytest.mark.parametrize("type_name", list(TYPES))
+def test_pack_round_trip(type_name):
+    rng = np.random.default_rng(1)
+    type_id = TYPES[type_name]
+    for k in (2, 4, 5, 6, 7, 130, 257, 258):
+        if type_id == TL1_TYPE_ID and k % 2:
+            continue
+        t = rng.integers(-1, 2, size=(128, k)).astype(np.int8)
+        buf = pack_tl(t, type_id, 0.25, 4.0)
+        assert buf.dtype == np.uint8 and buf.size == tl_nbytes(type_id, 128, k)
+        back, scale = unpack_tl(buf, type_id, (128, k))
+        np.testing.assert_array_equal(back, t)
+        assert scale == np.float32(0.25)
+        assert np.frombuffer(buf[-28:-24].tobytes(), np.float32)[0] == 4.0  # divisor after the scale
+
+
+def test_sizes():
+    # TL1 is bitnet.cpp's size (n/4 + 32); TL2 1.67 bits a weight, the 0/2/4-column rest as pairs
+    assert tl_nbytes(TL1_TYPE_ID, 2560, 2560) == 2560 * 2560 // 4 + 32
+    assert [tl2_k3(k) for k in (6, 7, 8, 2560, 6912)] == [6, 3, 6, 2556, 6912]
+    assert tl_nbytes(TL2_TYPE_ID, 64, 6912) == 6912 // 3 * 40 + 32
+    assert tl_nbytes(TL2_TYPE_ID, 64, 2560) == 852 * 40 + 2 * 32 + 32
+
+
+@pytest.mark.parametrize("isa", ["scalar", None])
+@pytest.mark.parametrize("type_name", list(TYPES))
+def test_python_pack_feeds_engine_kernels(tl_bin, tmp_path, type_name, isa):
+    rng = np.random.default_rng(2)
+    m, k, n = 192, 389 if type_name == "TL2" else 390, 3
+    t = rng.integers(-1, 2, size=(m, k)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(n, k)).astype(np.int8)
+    x[0] = -128  # the largest table entries
+    (tmp_path / "w").write_bytes(pack_tl(t, TYPES[type_name], 1.0).tobytes())
+    (tmp_path / "x").write_bytes(x.tobytes())
+    env = dict(os.environ, **({"BITNET_ISA": isa} if isa else {}))
+    args = [type_name, m, k, n, tmp_path / "w", tmp_path / "x", tmp_path / "o"]
+    r = subprocess.run([str(tl_bin), "--gemm", *map(str, args)], check=False, capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = np.fromfile(tmp_path / "o", dtype=np.int32).reshape(n, m)
+    np.testing.assert_array_equal(got, x.astype(np.int64) @ t.T.astype(np.int64))
+
+
+def test_bad_matrices_are_refused():
+    with pytest.raises(ValueError, match="blocks of 64"):
+        pack_tl(np.zeros((96, 4), np.int8), TL1_TYPE_ID, 1.0)
+    with pytest.raises(ValueError, match="even length"):
+        pack_tl(np.zeros((64, 5), np.int8), TL1_TYPE_ID, 1.0)
+    with pytest.raises(ValueError, match="outside"):
+        pack_tl(np.full((64, 6), 2, np.int8), TL2_TYPE_ID, 1.0)
+    with pytest.raises(ValueError, match="bytes"):
+        unpack_tl(np.zeros(10, np.uint8), TL2_TYPE_ID, (64, 6))
+
+
+def _logits(lib, path, ids, n_threads):
+    from utils.bindings import Context, Model
+
+    with Model(path, lib) as model, Context(model, n_ctx=64, n_threads=n_threads) as ctx:
+        prompt = ctx.decode(ids, logits_all=True)  # one batch: the GEMM path
+        step = [ctx.decode([i], logits_all=True) for i in ids[:3]]  # one token at a time: GEMV
+    return np.concatenate([prompt] + step)
+
+
+@pytest.mark.parametrize("outtype", ["tl1", "tl2"])
+def test_logits_identical_to_i2s(engine_lib, tiny_packed, tiny_gguf, outtype):
+    path = convert_to(tiny_packed, outtype)
+    ids = [1, 17, 400, 23, 999, 5, 64, 300, 2, 77]
+    for n_threads in (1, 2):
+        want = _logits(engine_lib, tiny_gguf, ids, n_threads)
+        got = _logits(engine_lib, path, ids, n_threads)
+        np.testing.assert_array_equal(got, want)
+    assert path.stat().st_size < tiny_gguf.stat().st_size or outtype == "tl1"
+
+
+def _patched(src, dst, old: bytes, new: bytes, value: int | None = None):
+    data = bytearray(src.read_bytes())
+    at = data.index(old)
+    data[at:at + len(new)] = new
+    if value is not None:  # the uint32 after the key string and its type tag
+        data[at + len(old) + 4:at + len(old) + 8] = value.to_bytes(4, "little")
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_foreign_or_mismatched_tl_files_are_refused(engine_lib, tiny_packed, tmp_path):
+    from utils.bindings import BitnetError, Model
+
+    path = convert_to(tiny_packed, "tl2")
+    key = TL_BLOCK_KEY.encode()
+    no_key = _patched(path, tmp_path / "nokey.gguf", key, b"bitnet.tl.xx")
+    with pytest.raises(BitnetError, match="no 'bitnet.tl.bm' key.*--outtype tl2"):
+        Model(no_key, engine_lib)
+    other = _patched(path, tmp_path / "bm32.gguf", key, key, value=32)
+    with pytest.raises(BitnetError, match="row blocks of 32.*convert_hf_to_gguf.py"):
+        Model(other, engine_lib)
+
+
+def test_converter_refuses_shapes_tl_cannot_hold(tmp_path):
+    from utils.convert_hf_to_gguf import convert
+    from utils.generate_dummy_model import generate
+
+    ckpt = tmp_path / "ffn96"
+    generate(ckpt, preset="tiny", seed=0, fmt="packed", ffn=96)
+    with pytest.raises(click.ClickException, match=r"ffn_gate.*blocks of 64.*--outtype i2_s"):
+        convert(ckpt, tmp_path / "x.gguf", outtype="tl1", embd_type="f16")
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_codegen_writes_stamped_header_and_config(tiny_packed, tmp_path):
+    from click.testing import CliRunner
+
+    from utils.codegen_tl import main_command, read_config
+
+    header, config = tmp_path / "k.h", tmp_path / "k.ini"
+    args = ["--model", str(tiny_packed), "--BK", "96,192,255,3", "--BM", "128",
+            "--header", str(header), "--config", str(config)]
+    r = CliRunner().invoke(main_command("tl2"), args)
+    assert r.exit_code == 0, r.output
+    text = header.read_text()
+    assert "GENERATED by utils/codegen_tl2.py" in text and "--BK 96,192,255,3" in text
+    # tiny: q/o 256x256, k/v 128x256, gate/up 512x256, down 256x512; BM capped at nothing, BK in triples
+    assert "X(2, 256, 256, 128, 32)" in text and "X(2, 128, 256, 128, 64)" in text
+    assert "X(2, 512, 256, 128, 85)" in text and "X(2, 256, 512, 128, 1)" in text
+    tiles = read_config(config)
+    assert [(t.M, t.K, t.BM, t.BK) for t in tiles][:2] == [(256, 256, 128, 96), (128, 256, 128, 192)]
+    # the config round-trips as a preset
+    r = CliRunner().invoke(main_command("tl2"), ["--preset", str(config), "--header", str(tmp_path / "p.h"),
+                                                 "--config", str(tmp_path / "p.ini")])
+    assert r.exit_code == 0, r.output
+    assert "X(2, 256, 256, 128, 32)" in (tmp_path / "p.h").read_text()
+
+
+@pytest.mark.parametrize("qtype, args, message", [
+    ("tl2", ["--BK", "258"], "at most 255"),
+    ("tl1", ["--BK", "256"], "at most 254"),
+    ("tl1", ["--BK", "63"], "multiple of 2"),
+    ("tl2", ["--BM", "96"], "multiple of 64"),
+    ("tl2", ["--BM", "0"], "multiple of 64"),
+    ("tl2", ["--bm", "32"], "fixed at 64"),
+    ("tl2", ["--BM", "64,128"], "2 values for 4 shapes"),
+])
+def test_codegen_refuses_bad_tiles(tiny_packed, tmp_path, qtype, args, message):
+    from click.testing import CliRunner
+
+    from utils.codegen_tl import main_command
+
+    header = tmp_path / "k.h"
+    r = CliRunner().invoke(main_command(qtype), ["--model", str(tiny_packed), *args, "--header", str(header),
+                                                 "--config", str(tmp_path / "k.ini")])
+    assert r.exit_code != 0 and message in r.output, r.output
+    assert not header.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-q", "i2_s", "--use-pretuned"], "use it with -q tl1 or -q tl2"),
+    (["-q", "tl2", "--use-pretuned"], "no tl2 preset for"),
+])
+def test_setup_env_use_pretuned_refusals(tiny_packed, args, message):
+    # both refusals come before the build and write nothing
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "setup_env.py"), "--model-dir", str(tiny_packed), *args],
+                       check=False, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "BitNet-b1.58-2B-4T" in r.stderr or "i2_s" in args
+
+
+def test_2b4t_presets_cover_its_shapes():
+    from utils.codegen_tl import PRESETS, read_config, validate
+
+    shapes = {(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)}
+    for qtype in ("tl1", "tl2"):
+        tiles = read_config(PRESETS / "BitNet-b1.58-2B-4T" / f"kernel_config_{qtype}.ini")
+        validate(qtype, tiles)
+        assert {(t.M, t.K) for t in tiles} == shapes
