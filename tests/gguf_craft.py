@@ -283,10 +283,10 @@ def corrupt_cases() -> dict[str, tuple[bytes, str]]:
                                                  lie_offset=2**64 - 32)).data, "2^64"),
         "misaligned_offset": (build(kvs, _with_tensor(tensors, "blk.0.attn_q.weight",
                                                       lie_offset=4)).data, "alignment"),
-        "i2s_k_not_multiple_of_128": (
-            build(kvs, _with_tensor(tensors, "blk.0.ffn_down.weight", ggml_type=GGML_I2_S,
+        "tq2_k_not_multiple_of_256": (
+            build(kvs, _with_tensor(tensors, "blk.0.ffn_down.weight", ggml_type=GGML_TQ2_0,
                                     shape=(96, N_EMBD), data=bytes(96 * N_EMBD // 4 + 32))).data,
-            "multiple of 128"),
+            "multiple of 256"),
     }
     return cases
 

@@ -1,6 +1,8 @@
 """Tests of utils/convert_hf_to_gguf.py: GGUF metadata and tensors read back and compared with
 the checkpoint (I2_S unpacked by an independent per-element formula), both checkpoint kinds,
-sharded input, config spellings, and clear errors for bad input."""
+the three architectures (bitnet-b1.58, 1bitLLM's bitnet, ternary llama with llama.cpp's Q/K
+permutation), quantized embedding types against the gguf package's quantizers, sharded input,
+config spellings, and clear errors for bad input."""
 
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ def _torch_ternary(packed: np.ndarray) -> np.ndarray:
 
 
 def test_i2s_round_trip_of_packed_checkpoint(ckpt, tmp_path):
-    out = convert(ckpt["packed"], tmp_path / "m.gguf")
+    out = convert(ckpt["packed"], tmp_path / "m.gguf", embd_type="f16")
     g = read_gguf(out)
     md = g.metadata
     assert md["general.architecture"] == "bitnet-b1.58"
@@ -93,6 +95,7 @@ def test_i2s_round_trip_of_packed_checkpoint(ckpt, tmp_path):
     for key, value in expected.items():
         assert md[f"bitnet-b1.58.{key}"] == value, key
     assert md["bitnet-b1.58.attention.layer_norm_rms_epsilon"] == pytest.approx(1e-5)
+    assert md["bitnet-b1.58.hidden_activation"] == "relu2"
 
     tj = json.loads((ckpt["packed"] / "tokenizer.json").read_text())
     tcfg = json.loads((ckpt["packed"] / "tokenizer_config.json").read_text())
@@ -183,11 +186,20 @@ def test_sharded_checkpoint_and_rope_parameters(packed_copy, ckpt, tmp_path):
 
 
 def test_k_not_multiple_of_128(tmp_path):
+    """bitnet_b1_58-3B's FFN of 8640 in miniature: ffn_down's rows of 320 values are two full I2_S
+    blocks (layout unchanged) and a third holding 64 values and 64 zero weights (code 1)."""
     model = generate(tmp_path / "odd", preset="tiny", ffn=320, layers=1)
-    with pytest.raises(click.ClickException, match=r"mlp\.down_proj.*320.*--outtype f16"):
-        convert(model, tmp_path / "m.gguf")
-    g = read_gguf(convert(model, tmp_path / "m.gguf", outtype="f16"))
-    assert g.tensors["blk.0.ffn_down.weight"].ne == (320, 256)
+    g = read_gguf(convert(model, tmp_path / "m.gguf"))
+    t = g.tensors["blk.0.ffn_down.weight"]
+    assert t.type_id == 36 and t.ne == (320, 256)
+    buf = np.asarray(t.data)
+    assert buf.size == 256 * 3 * 32 + 32
+    want = _torch_ternary(_tensors(model)["model.layers.0.mlp.down_proj.weight"])
+    padded = np.zeros((256, 384), dtype=np.int8)
+    padded[:, :320] = want
+    # The per-element formula of a block-aligned matrix applies to the padded one.
+    tern, _ = _i2s_reference_unpack(buf, 256, 384)
+    assert np.array_equal(tern, padded)
 
 
 @pytest.mark.parametrize(
@@ -256,3 +268,102 @@ def test_embedding_rows_beyond_the_tokenizer_become_unused_tokens(packed_copy, t
     _edit_config(packed_copy, vocab_size=512)
     with pytest.raises(click.ClickException, match="token id 999 but config.json says vocab_size 512"):
         convert(packed_copy, tmp_path / "m.gguf")
+
+
+@pytest.fixture(scope="module")
+def arch_ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archs")
+    return {
+        "llama": generate(root / "llama", preset="llama-tiny", seed=3),
+        "bitnet": generate(root / "bitnet", preset="bitnet-tiny", seed=3, layers=1),
+    }
+
+
+def test_llama_arch_permutes_q_and_k_for_norm_rope(arch_ckpts, tmp_path):
+    """A Falcon3-style checkpoint (LlamaForCausalLM + bitnet quantization, head_dim 96 with hidden
+    256 / 4 heads, GQA, untied lm_head) becomes arch "llama" with Wq/Wk rows in llama.cpp's order."""
+    ckpt = arch_ckpts["llama"]
+    g = read_gguf(convert(ckpt, tmp_path / "m.gguf", embd_type="f16"))
+    md, hf = g.metadata, _tensors(ckpt)
+    assert md["general.architecture"] == "llama" and md["llama.hidden_activation"] == "silu"
+    assert md["llama.attention.key_length"] == md["llama.attention.value_length"] == 96
+    assert md["llama.rope.dimension_count"] == 96 and md["llama.attention.head_count_kv"] == 2
+    assert not any("sub_norm" in n for n in g.tensors)
+    assert np.array_equal(g.tensors["output.weight"].data.view(np.float16).reshape(1000, 256),
+                          hf["lm_head.weight"].astype(np.float16))
+    for gname, heads in (("attn_q", 4), ("attn_k", 2), ("attn_v", None)):
+        hname = LINEARS[gname]
+        weight = hf[f"model.layers.1.{hname}.weight"]
+        out_f = weight.shape[0] * 4
+        tern, _ = _i2s_reference_unpack(np.asarray(g.tensors[f"blk.1.{gname}.weight"].data), out_f, 256)
+        want = _torch_ternary(weight)
+        if heads:
+            # Row r = h*96 + 2i + j of the file is Hugging Face row h*96 + j*48 + i.
+            h, i, j = np.meshgrid(np.arange(heads), np.arange(48), np.arange(2), indexing="ij")
+            src = (h * 96 + j * 48 + i).reshape(-1)
+            want = want[src]
+        assert np.array_equal(tern, want), gname
+
+
+def test_bitnet_arch_from_fp16_masters(arch_ckpts, tmp_path):
+    """1bitLLM's layout: fp16 masters ternarized with its weight_quant, sub-norms renamed."""
+    ckpt = arch_ckpts["bitnet"]
+    g = read_gguf(convert(ckpt, tmp_path / "m.gguf", embd_type="f16"))
+    md, hf = g.metadata, _tensors(ckpt)
+    assert md["general.architecture"] == "bitnet" and md["bitnet.hidden_activation"] == "silu"
+    assert md["bitnet.rope.freq_base"] == 10000.0 and "output.weight" not in g.tensors
+    for gname, hname in (("attn_sub_norm", "self_attn.inner_attn_ln"), ("ffn_sub_norm", "mlp.ffn_layernorm")):
+        want = hf[f"model.layers.0.{hname}.weight"].astype(np.float32)
+        assert np.array_equal(g.tensors[f"blk.0.{gname}.weight"].data.view(np.float32), want)
+    w = torch.from_numpy(hf["model.layers.0.mlp.gate_proj.weight"].astype(np.float32))
+    s = 1 / w.abs().mean().clamp(min=1e-5)  # 1bitLLM's utils_quant.weight_quant
+    tern, scale = _i2s_reference_unpack(np.asarray(g.tensors["blk.0.ffn_gate.weight"].data), 512, 384)
+    assert np.array_equal(tern, (w * s).round().clamp(-1, 1).to(torch.int8).numpy())
+    assert scale == pytest.approx(1 / s.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"quantization_config": None}, "model_type 'llama'"),
+    ({"quantization_config": {"quant_method": "bitnet", "use_rms_norm": True}}, "use_rms_norm"),
+    ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "RoPE scaling"),
+])
+def test_bad_llama_config(arch_ckpts, tmp_path, change, message):
+    model = shutil.copytree(arch_ckpts["llama"], tmp_path / "model")
+    _edit_config(model, **change)
+    with pytest.raises(click.ClickException, match=message):
+        convert(model, tmp_path / "m.gguf")
+
+
+@pytest.mark.parametrize("embd_type", ["q8_0", "q6_k", "q4_0"])
+def test_quantized_embedding_types(arch_ckpts, tmp_path, embd_type):
+    """token_embd and the untied output.weight in a ggml quantized type: byte for byte what the
+    gguf package's own quantizer makes of the same values, or, for Q6_K (which gguf 0.19 can
+    only dequantize), values that gguf's dequantizer reads back within the type's rounding."""
+    ckpt = arch_ckpts["llama"]
+    g = read_gguf(convert(ckpt, tmp_path / "m.gguf", embd_type=embd_type))
+    qtype = getattr(gguf.GGMLQuantizationType, embd_type.upper())
+    hf = _tensors(ckpt)
+    for name, hname in (("token_embd.weight", "model.embed_tokens.weight"), ("output.weight", "lm_head.weight")):
+        t = g.tensors[name]
+        assert t.type_id == int(qtype) and t.ne == (256, 1000)
+        x = hf[hname].astype(np.float32)
+        data = np.asarray(t.data).reshape(1000, -1)
+        if qtype == gguf.GGMLQuantizationType.Q6_K:
+            back = gguf.quants.dequantize(data, qtype).reshape(x.shape)
+            # 6-bit codes under an 8-bit block scale: each value within ~1/32 of its row's range.
+            assert np.all(np.abs(back - x) <= np.abs(x).max(axis=1, keepdims=True) / 24), name
+            continue
+        assert np.array_equal(data, gguf.quants.quantize(x, qtype)), name
+
+
+@pytest.mark.parametrize("outtype, hidden, expected", [
+    ("i2_s", 256, "Q6_K"), ("i2_s", 384, "Q8_0"), ("f16", 256, "F16"), ("f32", 256, "F32"),
+])
+def test_default_embedding_type(tmp_path, outtype, hidden, expected):
+    """i2_s files get a quantized output matrix by default (Q6_K, Q8_0 where rows are not a
+    multiple of 256: see default_embd_type); float linears keep a float one."""
+    from utils.generate_dummy_model import generate
+
+    ckpt = generate(tmp_path / "ckpt", preset="tiny", hidden=hidden, heads=4, kv_heads=2, layers=1)
+    g = read_gguf(convert(ckpt, tmp_path / "m.gguf", outtype=outtype))
+    assert gguf.GGMLQuantizationType(g.tensors["token_embd.weight"].type_id).name == expected

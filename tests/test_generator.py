@@ -113,3 +113,45 @@ def test_transformers_runs_the_quantized_forward(tiny):
         master_logits = master(ids).logits[0]
     # Same ternary weights; only the bf16 rounding of the packed scales differs.
     assert torch.corrcoef(torch.stack([logits.flatten(), master_logits.flatten()]))[0, 1] > 0.99
+
+
+def test_other_architectures_have_their_real_layouts(tmp_path):
+    """`bitnet` looks like 1bitLLM/bitnet_b1_58-large (fp16 masters, inner_attn_ln / ffn_layernorm,
+    tied), `llama` like tiiuae/Falcon3-1B-Instruct-1.58bit (packed codes + weight_scale, explicit
+    head_dim, untied lm_head kept out of the quantization), and transformers loads the latter
+    with its BitNet layers."""
+    from transformers import LlamaForCausalLM
+
+    one = generate(tmp_path / "bitnet", preset="bitnet-tiny", layers=1)
+    cfg = json.loads((one / "config.json").read_text())
+    assert cfg["architectures"] == ["BitnetForCausalLM"] and cfg["model_type"] == "llama"
+    assert cfg["hidden_act"] == "silu" and cfg["torch_dtype"] == "float16" and cfg["rope_theta"] == 10000.0
+    assert "quantization_config" not in cfg and cfg["tie_word_embeddings"]
+    t = _tensors(one)
+    assert t["model.layers.0.self_attn.inner_attn_ln.weight"].shape == (384,)
+    assert t["model.layers.0.mlp.ffn_layernorm.weight"].shape == (512,)
+    assert t["model.layers.0.self_attn.q_proj.weight"].dtype == np.float16 and "lm_head.weight" not in t
+
+    llama = generate(tmp_path / "llama", preset="llama-tiny", layers=1)
+    cfg = json.loads((llama / "config.json").read_text())
+    assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["head_dim"] == 96
+    assert cfg["quantization_config"]["quant_method"] == "bitnet"
+    assert cfg["quantization_config"]["modules_to_not_convert"] == ["lm_head"]
+    t = _tensors(llama)
+    assert t["model.layers.0.self_attn.q_proj.weight"].shape == (4 * 96 // 4, 256)
+    assert t["model.layers.0.self_attn.o_proj.weight"].shape == (256 // 4, 4 * 96)
+    assert t["lm_head.weight"].shape == (1000, 256) and not any("sub_norm" in k for k in t)
+    model = LlamaForCausalLM.from_pretrained(llama, dtype=torch.float32)
+    assert isinstance(model.model.layers[0].self_attn.q_proj, BitLinear)
+    assert isinstance(model.lm_head, torch.nn.Linear)
+
+
+def test_bad_architecture_arguments(tmp_path):
+    import click
+
+    with pytest.raises(click.ClickException, match="bitnet has no 'packed' checkpoints; use fp16"):
+        generate(tmp_path / "x", preset="bitnet-tiny", fmt="packed")
+    with pytest.raises(click.ClickException, match="head_dim \\* heads == hidden"):
+        generate(tmp_path / "x", preset="tiny", head_dim=96)
+    with pytest.raises(click.ClickException, match="unknown architecture"):
+        generate(tmp_path / "x", preset="tiny", arch="gpt2")

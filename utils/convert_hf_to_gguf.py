@@ -1,24 +1,37 @@
-"""Convert a Hugging Face BitNet b1.58 checkpoint (model_type "bitnet") to GGUF.
+"""Convert a Hugging Face ternary checkpoint to GGUF, in the layout bitnet.cpp and llama.cpp use.
 
-Reads config.json, the safetensors weights (one file or shards listed in
-model.safetensors.index.json), tokenizer.json, tokenizer_config.json and generation_config.json,
-and writes a GGUF file with architecture "bitnet-b1.58" in the layout of the official
-bitnet-b1.58-2B-4T GGUF. Two kinds of checkpoints are accepted:
+Three architectures, recognized from config.json:
 
-* packed (offline) checkpoints like microsoft/bitnet-b1.58-2B-4T: each linear is uint8
-  [out/4, in] ternary codes plus `weight_scale`;
-* master-weight checkpoints like microsoft/bitnet-b1.58-2B-4T-bf16: float linears, ternarized
-  here with absmean exactly as transformers does online.
+  BitNetForCausalLM (model_type "bitnet")   -> GGUF arch "bitnet-b1.58": BitNet b1.58 2B4T,
+      relu² FFN, sub-norms attn_sub_norm / ffn_sub_norm, NEOX RoPE (Q/K as stored);
+  BitnetForCausalLM (1bitLLM's custom code) -> GGUF arch "bitnet": SiLU FFN, sub-norms
+      self_attn.inner_attn_ln / mlp.ffn_layernorm (written as attn_sub_norm / ffn_sub_norm),
+      NEOX RoPE (Q/K as stored, like bitnet.cpp's and llama.cpp's converters);
+  LlamaForCausalLM + quantization_config {quant_method: bitnet} -> GGUF arch "llama": ternary
+      Llama-3 / Falcon3 / Falcon-E, SwiGLU, no sub-norms, NORM RoPE with the rows of Wq and Wk
+      permuted per head as llama.cpp's converter does (so files interoperate with llama.cpp's and
+      bitnet.cpp's "llama" files).
 
-Ternary linears are written as I2_S (type 36, see utils/ternary.py) or dequantized to F16/F32;
-norms are F32; the embedding is F16 or F32. Q and K are not permuted: the engine applies NEOX
-RoPE like Hugging Face. Tensors are converted and written one at a time, into a temporary file
-that is renamed at the end, so a failure never leaves a half-written model behind.
+Each writes `<arch>.hidden_activation` ("relu2" or "silu", llama.cpp's key) besides the usual
+`<arch>.*` hyperparameters. Two kinds of ternary linears are accepted:
+
+* packed (offline) checkpoints like microsoft/bitnet-b1.58-2B-4T and tiiuae/Falcon3-*-1.58bit:
+  each linear is uint8 [out/4, in] ternary codes plus `weight_scale` (divided by, or multiplied
+  by with linear_class "autobitlinear");
+* master-weight checkpoints (bf16 or fp16, like 1bitLLM's and the -bf16 repos): float linears,
+  ternarized here with absmean exactly as transformers and 1bitLLM's code do online.
+
+Ternary linears are written as I2_S (type 36, see utils/ternary.py; rows whose length is not a
+multiple of 128 end in a zero-padded block), as the lookup-table types TL1 / TL2 (types 38 / 39,
+see utils/tl_pack.py; the file records their row block under `bitnet.tl.bm`), or dequantized to
+F16/F32; norms are F32; the
+embedding and output matrix are F32, F16, Q8_0, Q6_K or Q4_0 (utils/quants.py). Tensors are
+converted and written one at a time, into a temporary file that is renamed at the end, so a
+failure never leaves a half-written model behind.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,64 +39,76 @@ from pathlib import Path
 import click
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy so safetensors can load BF16)
 import numpy as np
-from gguf import GGUFWriter
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
 from safetensors import safe_open
 
 if __package__ in (None, ""):  # run as `python utils/convert_hf_to_gguf.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.common import read_json  # noqa: E402
+from utils.vocab import add_tokenizer  # noqa: E402
 from utils.ternary import I2S_BLOCK, I2S_TAIL_BYTES, I2S_TYPE_ID, absmean_quantize, pack_i2s, unpack_hf  # noqa: E402
+from utils.tl_pack import TL_BLOCK_KEY, TL_BM, TL_TYPE_IDS, check_tl_shape, pack_tl, tl_nbytes  # noqa: E402
 
-ARCH = "bitnet-b1.58"
-FILE_TYPES = {"f32": 0, "f16": 1, "i2_s": 40}  # general.file_type (llama_ftype numbering)
+ARCH_B158, ARCH_BITNET, ARCH_LLAMA = "bitnet-b1.58", "bitnet", "llama"
+# general.file_type (llama_ftype numbering; TL1/TL2 as bitnet.cpp numbers them, next to I2_S)
+FILE_TYPES = {"f32": 0, "f16": 1, "i2_s": 40, "tl1": 38, "tl2": 39}
+TERNARY_OUTTYPES = ("i2_s", "tl1", "tl2")  # packed ternary linears (the others are float)
 GGML_F32, GGML_F16 = 0, 1
-TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED = 1, 3, 4, 5
+EMBD_TYPES = ("f32", "f16", "q8_0", "q6_k", "q4_0")
+EMBED_CHUNK_ROWS = 8192  # embedding rows quantized at a time (bounds RAM for 128k vocabularies)
 
-# Per-layer Hugging Face name -> (GGUF name, kind). Kinds: "norm", "linear".
+# Per-layer tensors: (Hugging Face suffix, GGUF name, kind); kinds "norm", "sub_norm", "linear".
+# The sub-norms' Hugging Face names differ by architecture (SUB_NORMS).
 LAYER_TENSORS = [
     ("input_layernorm", "attn_norm", "norm"),
     ("self_attn.q_proj", "attn_q", "linear"),
     ("self_attn.k_proj", "attn_k", "linear"),
     ("self_attn.v_proj", "attn_v", "linear"),
     ("self_attn.o_proj", "attn_output", "linear"),
-    ("self_attn.attn_sub_norm", "attn_sub_norm", "norm"),
+    (None, "attn_sub_norm", "sub_norm"),
     ("post_attention_layernorm", "ffn_norm", "norm"),
     ("mlp.gate_proj", "ffn_gate", "linear"),
     ("mlp.up_proj", "ffn_up", "linear"),
     ("mlp.down_proj", "ffn_down", "linear"),
-    ("mlp.ffn_sub_norm", "ffn_sub_norm", "norm"),
+    (None, "ffn_sub_norm", "sub_norm"),
 ]
+SUB_NORMS = {
+    ARCH_B158: {"attn_sub_norm": "self_attn.attn_sub_norm", "ffn_sub_norm": "mlp.ffn_sub_norm"},
+    ARCH_BITNET: {"attn_sub_norm": "self_attn.inner_attn_ln", "ffn_sub_norm": "mlp.ffn_layernorm"},
+    ARCH_LLAMA: {},
+}
+ACTIVATIONS = {ARCH_B158: "relu2", ARCH_BITNET: "silu", ARCH_LLAMA: "silu"}
 
-# The Llama-3 pre-tokenizer split regex; tokenizer.json files that use it get pre "llama-bpe".
-LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
 
-
-def _read_json(path: Path, required: bool = True) -> dict:
-    if not path.is_file():
-        if required:
-            raise click.ClickException(f"{path} not found: is {path.parent} a Hugging Face checkpoint directory?")
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise click.ClickException(f"{path} is not valid JSON: {e}") from None
+def detect_arch(cfg: dict) -> str:
+    """The GGUF architecture of a config.json, or a ClickException naming what was found."""
+    archs = cfg.get("architectures") or []
+    qc = cfg.get("quantization_config") or {}
+    if cfg.get("model_type") == "bitnet":
+        return ARCH_B158
+    if "BitnetForCausalLM" in archs:
+        return ARCH_BITNET
+    if "LlamaForCausalLM" in archs and cfg.get("model_type") == "llama" and qc.get("quant_method") == "bitnet":
+        return ARCH_LLAMA
+    raise click.ClickException(
+        f"config.json has model_type {cfg.get('model_type')!r} and architectures {archs}; this converter "
+        f"handles ternary checkpoints: BitNetForCausalLM (microsoft/bitnet-b1.58-2B-4T), BitnetForCausalLM "
+        f"(1bitLLM/bitnet_b1_58-*) and LlamaForCausalLM with quantization_config quant_method 'bitnet' "
+        f"(Falcon3-*-1.58bit, Falcon-E, Llama3-8B-1.58)"
+    )
 
 
 class Hparams:
     """The model hyperparameters the converter needs, checked against what it supports."""
 
     def __init__(self, cfg: dict):
-        if cfg.get("model_type") != "bitnet":
+        self.arch = detect_arch(cfg)
+        self.act = ACTIVATIONS[self.arch]
+        if cfg.get("hidden_act", self.act) != self.act:
             raise click.ClickException(
-                f"config.json has model_type {cfg.get('model_type')!r}; this converter handles "
-                f"BitNet b1.58 checkpoints (model_type 'bitnet', e.g. microsoft/bitnet-b1.58-2B-4T)"
-            )
-        if cfg.get("hidden_act", "relu2") != "relu2":
-            raise click.ClickException(
-                f"hidden_act {cfg['hidden_act']!r} is not supported for model_type 'bitnet' (expected 'relu2')"
+                f"hidden_act {cfg['hidden_act']!r} is not supported for {cfg.get('architectures')} "
+                f"(model_type {cfg.get('model_type')!r}; expected {self.act!r})"
             )
         try:
             self.hidden = int(cfg["hidden_size"])
@@ -95,15 +120,26 @@ class Hparams:
             raise click.ClickException(f"config.json lacks {e.args[0]!r}") from None
         self.kv_heads = int(cfg.get("num_key_value_heads") or self.heads)
         self.head_dim = int(cfg.get("head_dim") or self.hidden // self.heads)
+        if self.heads % self.kv_heads or self.head_dim % 2:
+            raise click.ClickException(
+                f"unsupported attention shape: {self.heads} heads, {self.kv_heads} kv heads, head dim {self.head_dim}"
+            )
         self.ctx = int(cfg.get("max_position_embeddings", 4096))
         self.eps = float(cfg.get("rms_norm_eps", 1e-5))
         # transformers 4.x and the real checkpoints spell `rope_theta`; 5.x writes rope_parameters.
         rope = cfg.get("rope_parameters") or {}
-        if rope.get("rope_type", "default") != "default":
-            raise click.ClickException(f"rope_type {rope['rope_type']!r} is not supported (only default RoPE)")
-        self.rope_theta = float(rope.get("rope_theta", cfg.get("rope_theta", 500000.0)))
-        self.tied = bool(cfg.get("tie_word_embeddings", True))
+        if rope.get("rope_type", "default") != "default" or cfg.get("rope_scaling"):
+            raise click.ClickException(
+                f"RoPE scaling {rope.get('rope_type') or cfg.get('rope_scaling')!r} is not supported (only default RoPE)"
+            )
+        default_theta = 500000.0 if self.arch == ARCH_B158 else 10000.0
+        self.rope_theta = float(rope.get("rope_theta", cfg.get("rope_theta", default_theta)))
+        self.tied = bool(cfg.get("tie_word_embeddings", self.arch != ARCH_LLAMA))
         qc = cfg.get("quantization_config") or {}
+        if qc.get("use_rms_norm"):
+            raise click.ClickException(
+                "quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported"
+            )
         # BitLinear (the default) divides by weight_scale; AutoBitLinear multiplies by it.
         self.scale_multiplies = qc.get("linear_class") == "autobitlinear"
 
@@ -120,6 +156,12 @@ class Hparams:
             "mlp.down_proj": (self.hidden, self.ffn),
         }[hf_suffix]
 
+    def permute_heads(self, hf_suffix: str) -> int | None:
+        """Heads whose rows are permuted for NORM RoPE (llama arch Wq, Wk), else None."""
+        if self.arch != ARCH_LLAMA:
+            return None
+        return {"self_attn.q_proj": self.heads, "self_attn.k_proj": self.kv_heads}.get(hf_suffix)
+
 
 class Weights:
     """Lazy access to the checkpoint's tensors across one or more safetensors files."""
@@ -127,7 +169,7 @@ class Weights:
     def __init__(self, model_dir: Path):
         index = model_dir / "model.safetensors.index.json"
         if index.is_file():
-            weight_map = _read_json(index).get("weight_map", {})
+            weight_map = read_json(index).get("weight_map", {})
             files = sorted(set(weight_map.values()))
         elif (model_dir / "model.safetensors").is_file():
             files = ["model.safetensors"]
@@ -196,29 +238,62 @@ def load_ternary(weights: Weights, hp: Hparams, hf_name: str) -> tuple[np.ndarra
     return t, np.float32(1.0) / s, s
 
 
-def _float_type(name: str) -> int:
-    return GGML_F16 if name == "f16" else GGML_F32
+def _permute_rows(t: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder each head's rows from Hugging Face's halves (NEOX pairs i, i+d/2) to llama.cpp's
+    interleaved pairs (2i, 2i+1), as llama.cpp's converter permutes Wq and Wk of "llama" models."""
+    rows = t.shape[0]
+    return t.reshape(n_head, 2, rows // n_head // 2, *t.shape[1:]).swapaxes(1, 2).reshape(t.shape)
+
+
+def _quants():
+    """utils/quants.py (quantized embedding types), imported on first use."""
+    from utils import quants
+
+    return quants
+
+
+def _embd_ggml_type(embd_type: str) -> int:
+    if embd_type in ("f16", "f32"):
+        return GGML_F16 if embd_type == "f16" else GGML_F32
+    return int(_quants().GGML_TYPE_IDS[embd_type])
+
+
+def _lin_ggml_type(outtype: str) -> int:
+    return {"i2_s": I2S_TYPE_ID, "f16": GGML_F16, "f32": GGML_F32, **TL_TYPE_IDS}[outtype]
 
 
 def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[tuple]:
     """(gguf name, hf name, kind, ggml type, numpy shape [rows, cols]) of every output tensor."""
-    embd_ggml = _float_type(embd_type)
+    embd_ggml = _embd_ggml_type(embd_type)
+    if embd_ggml not in (GGML_F16, GGML_F32):
+        block = GGML_QUANT_SIZES[GGMLQuantizationType(embd_ggml)][0]
+        if hp.hidden % block:
+            raise click.ClickException(
+                f"--embd-type {embd_type} needs a hidden size that is a multiple of {block}, not {hp.hidden}; "
+                f"use f16 or q8_0"
+            )
     plan = [("token_embd.weight", "model.embed_tokens.weight", "embed", embd_ggml, (hp.vocab, hp.hidden))]
-    lin_type = I2S_TYPE_ID if outtype == "i2_s" else _float_type(outtype)
+    lin_type = _lin_ggml_type(outtype)
+    sub_norms = SUB_NORMS[hp.arch]
     for layer in range(hp.layers):
         for hf_suffix, gguf_name, kind in LAYER_TENSORS:
-            hf_name = f"model.layers.{layer}.{hf_suffix}.weight"
             name = f"blk.{layer}.{gguf_name}.weight"
+            if kind == "sub_norm":
+                if gguf_name in sub_norms:
+                    size = hp.ffn if gguf_name == "ffn_sub_norm" else hp.heads * hp.head_dim
+                    plan.append((name, f"model.layers.{layer}.{sub_norms[gguf_name]}.weight", "norm", GGML_F32,
+                                 (size,)))
+                continue
+            hf_name = f"model.layers.{layer}.{hf_suffix}.weight"
             if kind == "norm":
-                size = hp.ffn if gguf_name == "ffn_sub_norm" else hp.hidden
-                plan.append((name, hf_name, "norm", GGML_F32, (size,)))
+                plan.append((name, hf_name, "norm", GGML_F32, (hp.hidden,)))
                 continue
             out_f, in_f = hp.linear_shape(hf_suffix)
-            if outtype == "i2_s" and in_f % I2S_BLOCK:
-                raise click.ClickException(
-                    f"tensor {hf_name} has {in_f} input features, not a multiple of {I2S_BLOCK} as I2_S "
-                    f"requires; convert with --outtype f16 instead"
-                )
+            if lin_type in TL_TYPE_IDS.values():
+                try:
+                    check_tl_shape(lin_type, out_f, in_f)
+                except ValueError as e:
+                    raise click.ClickException(f"{name} [{out_f}, {in_f}]: {e}; convert with --outtype i2_s") from None
             plan.append((name, hf_name, "linear", lin_type, (out_f, in_f)))
     plan.append(("output_norm.weight", "model.norm.weight", "norm", GGML_F32, (hp.hidden,)))
     if not hp.tied or "lm_head.weight" in weights:
@@ -231,169 +306,128 @@ def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[t
     return plan
 
 
-def _tensor_data(weights: Weights, hp: Hparams, entry: tuple) -> np.ndarray:
+def _embed_data(data: np.ndarray, ggml_type: int, embd_type: str) -> np.ndarray:
+    if ggml_type in (GGML_F16, GGML_F32):
+        return data.astype(np.float16 if ggml_type == GGML_F16 else np.float32)
+    quantize = _quants().quantize
+    chunks = [quantize(np.ascontiguousarray(data[r:r + EMBED_CHUNK_ROWS], dtype=np.float32), embd_type)
+              for r in range(0, data.shape[0], EMBED_CHUNK_ROWS)]
+    return np.concatenate(chunks)
+
+
+def _tensor_data(weights: Weights, hp: Hparams, entry: tuple, embd_type: str) -> np.ndarray:
     _, hf_name, kind, ggml_type, shape = entry
     if kind == "linear":
         t, scale, divisor = load_ternary(weights, hp, hf_name)
+        n_head = hp.permute_heads(hf_name.split(".", 3)[3].removesuffix(".weight"))
+        if n_head:
+            t = _permute_rows(t, n_head)
         if ggml_type == I2S_TYPE_ID:
             return pack_i2s(t, scale, divisor)
+        if ggml_type in TL_TYPE_IDS.values():
+            return pack_tl(t, ggml_type, scale, divisor)
         dtype = np.float16 if ggml_type == GGML_F16 else np.float32
         return (t.astype(np.float32) * scale).astype(dtype)
     data = weights.get(hf_name)
-    return data.astype(np.float16 if ggml_type == GGML_F16 else np.float32)
+    if kind == "embed":
+        return _embed_data(data, ggml_type, embd_type)
+    return data.astype(np.float32)
 
 
 def _nbytes(ggml_type: int, shape: tuple[int, ...]) -> int:
-    n = int(np.prod(shape))
-    if ggml_type == I2S_TYPE_ID:
-        return n // 4 + I2S_TAIL_BYTES
-    return n * (2 if ggml_type == GGML_F16 else 4)
+    rows, k = (1, shape[0]) if len(shape) == 1 else shape
+    if ggml_type == I2S_TYPE_ID:  # whole 32-byte blocks per row, then the scale trailer
+        return rows * (-(-k // I2S_BLOCK)) * (I2S_BLOCK // 4) + I2S_TAIL_BYTES
+    if ggml_type in TL_TYPE_IDS.values():
+        return tl_nbytes(ggml_type, rows, k)
+    if ggml_type in (GGML_F16, GGML_F32):
+        return rows * k * (2 if ggml_type == GGML_F16 else 4)
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+    return rows * (k // block) * size
 
 
-def _pre_tokenizer_name(pre: dict | None) -> str:
-    """GGUF tokenizer.ggml.pre for a tokenizer.json pre_tokenizer, or a ClickException."""
-    items = (pre or {}).get("pretokenizers", [pre] if pre else [])
-    splits = [p.get("pattern", {}).get("Regex") for p in items if p.get("type") == "Split"]
-    byte_level = [p for p in items if p.get("type") == "ByteLevel"]
-    if splits == [LLAMA3_SPLIT] and byte_level and not byte_level[0].get("use_regex", True):
-        return "llama-bpe"
-    if not splits and len(byte_level) == 1 and byte_level[0].get("use_regex", True):
-        return "gpt-2"
-    raise click.ClickException(
-        "tokenizer.json uses a pre-tokenizer other than Llama-3's or GPT-2's byte-level rules; "
-        "only those are supported"
-    )
+def _write_hparams(writer: GGUFWriter, hp: Hparams, name: str, outtype: str) -> None:
+    writer.add_name(name)
+    writer.add_file_type(FILE_TYPES[outtype])
+    writer.add_quantization_version(2)
+    writer.add_context_length(hp.ctx)
+    writer.add_embedding_length(hp.hidden)
+    writer.add_block_count(hp.layers)
+    writer.add_feed_forward_length(hp.ffn)
+    writer.add_rope_dimension_count(hp.head_dim)
+    if hp.head_dim * hp.heads != hp.hidden:  # llama.cpp's keys for an explicit head_dim
+        writer.add_key_length(hp.head_dim)
+        writer.add_value_length(hp.head_dim)
+    writer.add_head_count(hp.heads)
+    writer.add_head_count_kv(hp.kv_heads)
+    writer.add_layer_norm_rms_eps(hp.eps)
+    writer.add_rope_freq_base(hp.rope_theta)
+    writer.add_vocab_size(hp.vocab)
+    # llama.cpp's key for the FFN activation; engines that default to SiLU need it for the 2B4T.
+    writer.add_string(f"{hp.arch}.hidden_activation", hp.act)
+    if outtype in TL_TYPE_IDS:  # the engine refuses TL tensors of another layout
+        writer.add_uint32(TL_BLOCK_KEY, TL_BM)
 
 
-def _token_id(name: str | dict | None, vocab: dict[str, int]) -> int | None:
-    if isinstance(name, dict):  # {"content": "<|eot_id|>", ...} in older tokenizer_config files
-        name = name.get("content")
-    return vocab.get(name) if name else None
+def default_embd_type(outtype: str, hidden: int) -> str:
+    """The embedding/output type the converter writes unless told otherwise.
 
-
-def add_tokenizer(writer: GGUFWriter, model_dir: Path, hp: Hparams) -> None:
-    """Write the tokenizer.* keys from tokenizer.json (+ tokenizer_config / generation_config)."""
-    tj = _read_json(model_dir / "tokenizer.json")
-    tcfg = _read_json(model_dir / "tokenizer_config.json", required=False)
-    gcfg = _read_json(model_dir / "generation_config.json", required=False)
-    model = tj.get("model", {})
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise click.ClickException(
-            f"tokenizer.json holds a {model.get('type')} model; only byte-level BPE "
-            f"(GPT-2 / Llama-3 style) is supported"
-        )
-    pre = _pre_tokenizer_name(tj.get("pre_tokenizer"))
-    vocab: dict[str, int] = dict(model["vocab"])
-    specials = {}
-    for added in tj.get("added_tokens", []):
-        vocab[added["content"]] = added["id"]
-        specials[added["id"]] = added.get("special", False)
-    n = hp.vocab  # the embedding's rows; a shorter tokenizer is padded with unused tokens
-    if max(vocab.values()) >= n:
-        raise click.ClickException(
-            f"tokenizer.json has token id {max(vocab.values())} but config.json says vocab_size {n}"
-        )
-    tokens = [f"[PAD{i}]" for i in range(n)]
-    types = [TOKEN_UNUSED] * n
-    for text, i in vocab.items():
-        tokens[i] = text
-        types[i] = TOKEN_NORMAL if i not in specials else (TOKEN_CONTROL if specials[i] else TOKEN_USER_DEFINED)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    writer.add_token_merges(merges)
-
-    bos = _token_id(tcfg.get("bos_token"), vocab)
-    if bos is None:
-        bos = gcfg.get("bos_token_id")
-    # The end-of-sequence the model emits: tokenizer_config's eos_token (<|eot_id|> for chat
-    # models), else generation_config's first eos id, else config.json's.
-    eos = _token_id(tcfg.get("eos_token"), vocab)
-    if eos is None:
-        eos = gcfg.get("eos_token_id")
-        eos = eos[0] if isinstance(eos, list) else eos
-    if bos is not None:
-        writer.add_bos_token_id(int(bos))
-    if eos is not None:
-        writer.add_eos_token_id(int(eos))
-    if "<|eot_id|>" in vocab:
-        writer.add_eot_token_id(vocab["<|eot_id|>"])
-    pad = _token_id(tcfg.get("pad_token"), vocab)
-    if pad is not None:
-        writer.add_pad_token_id(pad)
-    writer.add_add_bos_token(_adds_bos(tj, tcfg, bos))
-    if tcfg.get("chat_template"):  # a string, or a list of named templates
-        writer.add_chat_template(tcfg["chat_template"])
-
-
-def _adds_bos(tj: dict, tcfg: dict, bos: int | None) -> bool:
-    """Whether encoding prepends BOS: tokenizer_config's add_bos_token, else whether the
-    post-processor's single-sequence template starts with the BOS token."""
-    if "add_bos_token" in tcfg:
-        return bool(tcfg["add_bos_token"])
-    post = tj.get("post_processor") or {}
-    for proc in post.get("processors", [post]):
-        if proc.get("type") == "TemplateProcessing" and proc.get("single"):
-            first = proc["single"][0].get("SpecialToken", {}).get("id")
-            return bos is not None and bos in proc.get("special_tokens", {}).get(first, {}).get("ids", [])
-    return False
+    With packed ternary linears (i2_s, tl1, tl2) the output matrix is the largest single read of a generated token (2B4T:
+    0.66 GB in f16 against 0.52 GB of ternary weights), so it is quantized: Q6_K (0.27 GB) costs
+    +0.03% perplexity on the shipped model and its GEMV runs at the read bandwidth; Q4_0 would be
+    smaller but costs +0.47%, over the 0.3% budget. Q6_K needs rows that are a multiple of 256;
+    otherwise Q8_0 (-0.003%). Float linears (outtype f16/f32) keep a float embedding of that type.
+    """
+    if outtype not in TERNARY_OUTTYPES:
+        return outtype
+    return "q6_k" if hidden % 256 == 0 else "q8_0"
 
 
 def convert(model_dir: str | Path, outfile: str | Path | None = None, outtype: str = "i2_s",
             embd_type: str | None = None) -> Path:
     """Convert the checkpoint in model_dir to GGUF and return the output path.
 
-    outtype: i2_s | f16 | f32 (the ternary linears); embd_type: f16 | f32 for token_embd
-    (default f32 when outtype is f32, else f16). outfile defaults to
-    model_dir/ggml-model-<outtype>.gguf. Raises click.ClickException for bad input; the output
-    appears only when complete.
+    outtype: i2_s | tl1 | tl2 | f16 | f32 (the ternary linears); embd_type: f32 | f16 | q8_0 | q6_k | q4_0
+    for token_embd and output.weight (default: see default_embd_type). outfile
+    defaults to model_dir/ggml-model-<outtype>.gguf. Raises click.ClickException for bad input;
+    the output appears only when complete.
     """
     model_dir = Path(model_dir)
     if outtype not in FILE_TYPES:
-        raise click.ClickException(f"unknown outtype {outtype!r}: use i2_s, f16 or f32")
-    embd_type = embd_type or ("f32" if outtype == "f32" else "f16")
-    if embd_type not in ("f16", "f32"):
-        raise click.ClickException(f"unknown embedding type {embd_type!r}: use f16 or f32")
+        raise click.ClickException(f"unknown outtype {outtype!r}: use i2_s, tl1, tl2, f16 or f32")
+    if embd_type not in EMBD_TYPES + (None,):
+        raise click.ClickException(f"unknown embedding type {embd_type!r}: use {', '.join(EMBD_TYPES)}")
     if not model_dir.is_dir():
         raise click.ClickException(f"{model_dir} is not a directory")
     out = Path(outfile) if outfile else model_dir / f"ggml-model-{outtype}.gguf"
 
-    cfg = _read_json(model_dir / "config.json")
+    cfg = read_json(model_dir / "config.json")
     hp = Hparams(cfg)
+    embd_type = embd_type or default_embd_type(outtype, hp.hidden)
     weights = Weights(model_dir)
     plan = _plan(weights, hp, outtype, embd_type)
 
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    writer = GGUFWriter(tmp, ARCH)
+    writer = GGUFWriter(tmp, hp.arch)
     try:
-        writer.add_name(cfg.get("_name_or_path") or model_dir.resolve().name)
-        writer.add_file_type(FILE_TYPES[outtype])
-        writer.add_quantization_version(2)
-        writer.add_context_length(hp.ctx)
-        writer.add_embedding_length(hp.hidden)
-        writer.add_block_count(hp.layers)
-        writer.add_feed_forward_length(hp.ffn)
-        writer.add_rope_dimension_count(hp.head_dim)
-        writer.add_head_count(hp.heads)
-        writer.add_head_count_kv(hp.kv_heads)
-        writer.add_layer_norm_rms_eps(hp.eps)
-        writer.add_rope_freq_base(hp.rope_theta)
-        writer.add_vocab_size(hp.vocab)
-        add_tokenizer(writer, model_dir, hp)
+        _write_hparams(writer, hp, cfg.get("_name_or_path") or model_dir.resolve().name, outtype)
+        add_tokenizer(writer, model_dir, hp.vocab)
         for name, _, _, ggml_type, shape in plan:
-            # I2_S is unknown to the gguf package: give the logical shape and byte count
+            # I2_S and TL1/TL2 are unknown to the gguf package: give the logical shape and byte count
             # directly. The numpy dtype must not be uint8, which would make the writer derive
-            # the shape from GGML_QUANT_SIZES (which has no entry for type 36).
+            # the shape from GGML_QUANT_SIZES (which has no entry for types 36, 38, 39).
             writer.add_tensor_info(name, shape, np.dtype(np.float32), _nbytes(ggml_type, shape), raw_dtype=ggml_type)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for i, entry in enumerate(plan, 1):
             click.echo(f"[{i}/{len(plan)}] {entry[0]} {list(entry[4])}", err=True)
-            writer.write_tensor_data(_tensor_data(weights, hp, entry))
+            data = _tensor_data(weights, hp, entry, embd_type)
+            if data.nbytes != _nbytes(entry[3], entry[4]):
+                raise click.ClickException(
+                    f"{entry[0]}: {data.nbytes} bytes of data, the tensor table says {_nbytes(entry[3], entry[4])}"
+                )
+            writer.write_tensor_data(data)
         writer.close()
         os.replace(tmp, out)
     except BaseException:
@@ -405,14 +439,16 @@ def convert(model_dir: str | Path, outfile: str | Path | None = None, outtype: s
 
 @click.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--outtype", default="i2_s", show_default=True, type=click.Choice(["i2_s", "f16", "f32"]),
+@click.option("--outtype", "-q", default="i2_s", show_default=True, type=click.Choice(list(FILE_TYPES)),
               help="Type of the ternary linear weights.")
 @click.option("--outfile", type=click.Path(dir_okay=False, path_type=Path),
               help="Output path [default: MODEL_DIR/ggml-model-<outtype>.gguf].")
-@click.option("--embd-type", type=click.Choice(["f16", "f32"]),
-              help="Type of token_embd [default: f32 for --outtype f32, else f16].")
+@click.option("--embd-type", type=click.Choice(list(EMBD_TYPES)),
+              help="Type of token_embd and output.weight [default: q6_k for i2_s (q8_0 when the hidden "
+                   "size is not a multiple of 256), else the --outtype].")
 def main(model_dir, outtype, outfile, embd_type):
-    """Convert a Hugging Face BitNet b1.58 checkpoint in MODEL_DIR to GGUF."""
+    """Convert a Hugging Face ternary checkpoint (BitNet b1.58 2B4T, 1bitLLM, ternary Llama /
+    Falcon3 / Falcon-E) in MODEL_DIR to GGUF."""
     path = convert(model_dir, outfile, outtype=outtype, embd_type=embd_type)
     click.echo(f"wrote {path}")
 

@@ -40,8 +40,12 @@ class GGUFFile:
 def tensor_nbytes(type_id: int, ne: tuple[int, ...]) -> int:
     """Bytes a tensor of ggml type `type_id` and shape `ne` occupies in a file."""
     n = int(np.prod(ne, dtype=np.int64))
-    if type_id == I2S_TYPE_ID:
-        return n // 4 + I2S_TAIL_BYTES
+    if type_id == I2S_TYPE_ID:  # rows padded to whole 128-value blocks of 32 bytes
+        return n // ne[0] * (-(-ne[0] // 128) * 32) + I2S_TAIL_BYTES
+    from utils.tl_pack import TL_TYPE_IDS, tl_nbytes
+
+    if type_id in TL_TYPE_IDS.values():  # blocks of 64 rows, see utils/tl_pack.py
+        return tl_nbytes(type_id, n // ne[0], ne[0])
     block, size = GGML_QUANT_SIZES[type_id]
     return n // block * size
 

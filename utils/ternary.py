@@ -11,7 +11,10 @@ Three representations of one ternary matrix T[out][in] with values in {-1, 0, +1
 * the GGUF I2_S tensor (type 36): row-major T flattened, blocks of 128 values in 32 bytes,
   byte j of a block holds values j, j+32, j+64, j+96 in bit pairs 7-6, 5-4, 3-2, 1-0 with
   codes 0 -> -1, 1 -> 0, 2 -> +1; then one float32 scale (the dequantized magnitude, so that
-  W ~= T * scale), zero-padded to n/4 + 32 bytes in all.
+  W ~= T * scale), zero-padded to a 32-byte trailer. A row whose length is not a multiple of
+  128 (bitnet_b1_58-3B's FFN of 8640) is padded to whole blocks with code 1 (weight 0), so
+  full blocks keep their layout: rows are ceil(in/128)*32 bytes, the tensor
+  out*ceil(in/128)*32 + 32 bytes (n/4 + 32 when in is a multiple of 128, as bitnet.cpp's).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 I2S_TYPE_ID = 36  # GGML type id bitnet.cpp gives I2_S
-I2S_BLOCK = 128  # values per I2_S block; the inner dimension must be a multiple of it
+I2S_BLOCK = 128  # values per I2_S block; rows are padded to whole blocks
 I2S_TAIL_BYTES = 32  # float32 scale + zero padding after the packed codes
 
 
@@ -53,10 +56,16 @@ def unpack_hf(packed: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
+def i2s_padded_in(k: int) -> int:
+    """Row length k rounded up to whole I2_S blocks."""
+    return -(-k // I2S_BLOCK) * I2S_BLOCK
+
+
 def pack_i2s(t: np.ndarray, scale: float, divisor: float | None = None) -> np.ndarray:
     """Pack ternary int8 [out, in] and its float32 scale into the I2_S byte payload.
 
-    Requires in % 128 == 0 (a block never straddles two rows). Returns uint8 [n/4 + 32].
+    Any `in`: rows are padded with zeros (code 1) to whole 128-value blocks. Returns uint8
+    [out * ceil(in/128) * 32 + 32].
 
     `divisor`, when given, is the checkpoint's own float32 divisor (transformers' BitLinear
     computes y / (weight_scale * input_scale)); it goes into bytes 4..7 of the trailer, which
@@ -64,8 +73,12 @@ def pack_i2s(t: np.ndarray, scale: float, divisor: float | None = None) -> np.nd
     values, and with the exact divisor the engine's rescale is bit-identical to the reference's.
     Readers that do not know this field see padding and use the scale.
     """
-    if t.shape[-1] % I2S_BLOCK:
-        raise ValueError(f"inner dimension {t.shape[-1]} is not a multiple of {I2S_BLOCK}")
+    t = np.asarray(t)
+    if t.ndim != 2:
+        raise ValueError(f"expected a 2-D ternary matrix [out, in], got shape {t.shape}")
+    k = t.shape[1]
+    if k % I2S_BLOCK:
+        t = np.pad(t, ((0, 0), (0, i2s_padded_in(k) - k)))
     codes = (t.reshape(-1, 4, 32) + 1).astype(np.uint8)  # [block, group of 32, j]
     packed = (codes[:, 0] << 6) | (codes[:, 1] << 4) | (codes[:, 2] << 2) | codes[:, 3]
     tail = np.zeros(I2S_TAIL_BYTES, dtype=np.uint8)
@@ -80,14 +93,16 @@ def unpack_i2s(buf: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.
 
     Raises ValueError for a payload of the wrong size or a reserved code 3.
     """
-    n = shape[0] * shape[1]
+    rows, k = shape
+    kp = i2s_padded_in(k)
+    n_packed = rows * kp // 4
     buf = np.asarray(buf, dtype=np.uint8).reshape(-1)
-    if buf.size != n // 4 + I2S_TAIL_BYTES:
-        raise ValueError(f"I2_S payload has {buf.size} bytes, expected {n // 4 + I2S_TAIL_BYTES}")
-    packed = buf[: n // 4].reshape(-1, 1, 32)
+    if buf.size != n_packed + I2S_TAIL_BYTES:
+        raise ValueError(f"I2_S payload has {buf.size} bytes, expected {n_packed + I2S_TAIL_BYTES}")
+    packed = buf[:n_packed].reshape(-1, 1, 32)
     codes = (packed >> np.array([6, 4, 2, 0], dtype=np.uint8).reshape(1, 4, 1)) & 3
     if (codes == 3).any():
         raise ValueError("I2_S payload holds the unused code 3")
-    t = codes.astype(np.int8).reshape(shape) - 1
-    scale = np.frombuffer(buf[n // 4 : n // 4 + 4].tobytes(), dtype=np.float32)[0]
+    t = codes.astype(np.int8).reshape(rows, kp)[:, :k] - 1
+    scale = np.frombuffer(buf[n_packed : n_packed + 4].tobytes(), dtype=np.float32)[0]
     return t, scale

@@ -2,10 +2,13 @@
 // pieces of the forward pass shared by architectures: BitLinear with int8 activations over the
 // ternary kernels, float matmul for the embedding/output matrix, and the inference context.
 #include "model/model.h"
+#include "model/linear.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <thread>
 
 #include "kernels/kernels.h"
@@ -16,9 +19,57 @@ namespace bitnet {
 
 namespace {
 
-// Architectures whose forward pass this engine has, by GGUF name. "bitnet-25" is the name older
-// bitnet.cpp conversions of the 2B4T model use.
-bool arch_is_bitnet_b158(const std::string& a) { return a == "bitnet-b1.58" || a == "bitnet-25"; }
+// The architectures this engine runs, by GGUF name, and how their blocks differ:
+//   bitnet-b1.58  BitNet b1.58 2B4T as bitnet.cpp writes it ("bitnet-25" in its older files):
+//                 relu² FFN, sub-norms, NEOX RoPE on unpermuted Q/K;
+//   bitnet        1bitLLM's bitnet_b1_58 models (SiLU FFN, sub-norms, NEOX), and also the 2B4T as
+//                 llama.cpp converts it (relu², see resolve_activation);
+//   llama         ternary Llama-3 / Falcon3 / Falcon-E: SiLU FFN, no sub-norms, NORM RoPE on Q/K
+//                 rows permuted by the converter (llama.cpp's convention).
+struct ArchTraits {
+    const char* name;
+    FfnAct act;  // default when the file does not name its activation
+    RopeType rope;
+    bool sub_norms;
+};
+constexpr ArchTraits kArchs[] = {
+    {"bitnet-b1.58", FfnAct::RELU2, RopeType::NEOX, true},
+    {"bitnet-25", FfnAct::RELU2, RopeType::NEOX, true},
+    {"bitnet", FfnAct::SILU, RopeType::NEOX, true},
+    {"llama", FfnAct::SILU, RopeType::NORM, false},
+};
+
+const ArchTraits* find_arch(const std::string& a) {
+    for (const ArchTraits& t : kArchs)
+        if (a == t.name) return &t;
+    return nullptr;
+}
+
+// The FFN activation. A file that names it ('<arch>.hidden_activation', written by our converter
+// and by llama.cpp's for the 2B4T) is taken at its word. Otherwise the architecture decides,
+// except that a "bitnet" file holding the 2B4T (llama.cpp converts it to "bitnet", older versions
+// without the key, and then run it with SiLU: perplexity ~100 instead of ~17) must still run
+// relu². It is recognized by what 1bitLLM's models (32002-token Llama-2 vocabulary, one KV head
+// per head) never have: grouped-query attention, a 128256-row (Llama-3) embedding, or the 2B4T's
+// name in general.name.
+FfnAct resolve_activation(const GGUFFile& f, const ArchTraits& arch, const HParams& hp) {
+    const std::string key = hp.arch + ".hidden_activation";
+    const std::string act = f.get_str(key, "");
+    if (act == "relu2" || act == "relu_sqr" || act == "relu_squared") return FfnAct::RELU2;
+    if (act == "silu" || act == "swish" || act == "swiglu") return FfnAct::SILU;
+    if (!act.empty())
+        fail("%s: '%s' = '%s' is not an activation this engine has (relu2, silu)",
+             f.path().c_str(), key.c_str(), act.c_str());
+    if (hp.arch == "bitnet") {
+        const GGUFTensor* embd = f.find_tensor("token_embd.weight");
+        std::string name = f.get_str("general.name", "");
+        for (char& c : name) c = (char)std::tolower((unsigned char)c);
+        if (hp.n_head_kv != hp.n_head || (embd && embd->n_dims == 2 && embd->ne[1] == 128256) ||
+            name.find("2b-4t") != std::string::npos || name.find("2b4t") != std::string::npos)
+            return FfnAct::RELU2;
+    }
+    return arch.act;
+}
 
 const GGUFTensor& require_tensor(const GGUFFile& f, const std::string& name) {
     const GGUFTensor* t = f.find_tensor(name);
@@ -54,31 +105,21 @@ Linear load_linear(const GGUFFile& f, const std::string& name, int64_t in, int64
                    bool ternary) {
     const GGUFTensor& t = require_tensor(f, name);
     check_shape(f, t, in, out);
-    Linear l;
-    l.t = &t;
-    l.type = t.type;
-    l.in = in;
-    l.out = out;
-    l.data = t.data;
-    const bool ok = t.type == TYPE_F32 || t.type == TYPE_F16 || (ternary && t.type == TYPE_I2_S);
-    if (!ok)
-        fail("%s: tensor '%s' has type %s, which this engine cannot use there (expected %s)",
-             f.path().c_str(), name.c_str(), type_name(t.type).c_str(),
-             ternary ? "I2_S, F16 or F32" : "F16 or F32");
-    if (t.type == TYPE_I2_S) {
-        const uint8_t* trailer = t.data + (size_t)(in * out / 4);
-        float div = 0.0f;
-        std::memcpy(&l.scale, trailer, sizeof(float));
-        std::memcpy(&div, trailer + 4, sizeof(float));
-        if (!(l.scale > 0.0f) || l.scale > 1e30f)
-            fail("%s: tensor '%s' has an invalid I2_S scale %g", f.path().c_str(), name.c_str(),
-                 (double)l.scale);
-        // Our converter stores the checkpoint's exact divisor in the trailer's padding (see
-        // utils/ternary.py: pack_i2s); files from elsewhere have zeros there.
-        const bool exact = div > 0.0f && std::fabs((double)div * l.scale - 1.0) < 1e-5;
-        l.divisor = exact ? div : 1.0f / l.scale;
+    return bind_linear(f, t, ternary);
+}
+
+// A block's projection `name`.weight and llama.cpp's optional scalar `name`.scale.
+Proj load_proj(const GGUFFile& f, const std::string& name, int64_t in, int64_t out) {
+    Proj p;
+    p.w = load_linear(f, name + ".weight", in, out, true);
+    if (f.find_tensor(name + ".scale")) {
+        const std::vector<float> s = load_vector(f, name + ".scale", 1);
+        if (!(std::fabs(s[0]) > 0.0f) || !std::isfinite(s[0]))
+            fail("%s: tensor '%s.scale' = %g is not a usable scale", f.path().c_str(), name.c_str(),
+                 (double)s[0]);
+        p.scale = s[0];
     }
-    return l;
+    return p;
 }
 
 int get_hparam(const GGUFFile& f, const std::string& key, int64_t def = -1) {
@@ -95,30 +136,6 @@ std::string human_count(uint64_t n) {
     return strfmt("%.1fK", n / 1e3);
 }
 
-std::unique_ptr<Tokenizer> load_tokenizer(const GGUFFile& f) {
-    TokenizerConfig c;
-    c.model = f.get_str("tokenizer.ggml.model");
-    if (c.model != "gpt2")
-        fail("%s: tokenizer model '%s' is not supported (this engine reads byte-level BPE "
-             "vocabularies, tokenizer.ggml.model = gpt2)",
-             f.path().c_str(), c.model.c_str());
-    c.pre = f.get_str("tokenizer.ggml.pre", "default");
-    c.tokens = f.get_str_array("tokenizer.ggml.tokens");
-    for (int64_t t : f.get_int_array("tokenizer.ggml.token_type")) c.token_types.push_back((int32_t)t);
-    if (f.find("tokenizer.ggml.merges")) c.merges = f.get_str_array("tokenizer.ggml.merges");
-    c.bos = (int32_t)f.get_int("tokenizer.ggml.bos_token_id", -1);
-    c.eos = (int32_t)f.get_int("tokenizer.ggml.eos_token_id", -1);
-    c.eot = (int32_t)f.get_int("tokenizer.ggml.eot_token_id", -1);
-    c.pad = (int32_t)f.get_int("tokenizer.ggml.padding_token_id", -1);
-    c.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", true);
-    const int32_t n = (int32_t)c.tokens.size();
-    for (int32_t id : {c.bos, c.eos, c.eot, c.pad})
-        if (id >= n)
-            fail("%s: a special token id (%d) is past the end of the vocabulary (%d tokens)",
-                 f.path().c_str(), id, n);
-    return std::make_unique<Tokenizer>(std::move(c));
-}
-
 }  // namespace
 
 std::unique_ptr<Model> model_load(const std::string& path) {
@@ -128,9 +145,11 @@ std::unique_ptr<Model> model_load(const std::string& path) {
     HParams& hp = m->hp;
 
     hp.arch = f.get_str("general.architecture");
-    if (!arch_is_bitnet_b158(hp.arch))
-        fail("%s: unknown model architecture '%s' (this engine runs: bitnet-b1.58)", path.c_str(),
-             hp.arch.c_str());
+    const ArchTraits* arch = find_arch(hp.arch);
+    if (!arch)
+        fail("%s: unknown model architecture '%s' (this engine runs: bitnet-b1.58, bitnet-25, "
+             "bitnet, llama)",
+             path.c_str(), hp.arch.c_str());
     const std::string p = hp.arch + ".";
     hp.n_ctx_train = get_hparam(f, p + "context_length");
     hp.n_embd = get_hparam(f, p + "embedding_length");
@@ -138,14 +157,32 @@ std::unique_ptr<Model> model_load(const std::string& path) {
     hp.n_ff = get_hparam(f, p + "feed_forward_length");
     hp.n_head = get_hparam(f, p + "attention.head_count");
     hp.n_head_kv = get_hparam(f, p + "attention.head_count_kv", hp.n_head);
-    hp.head_dim = get_hparam(f, p + "rope.dimension_count", hp.n_embd / hp.n_head);
+    // The head size: llama.cpp's key_length when the converter wrote it (Falcon3-style configs
+    // with an explicit head_dim), else the rotary dimension, else n_embd / n_head.
+    const int n_rot = get_hparam(f, p + "rope.dimension_count", hp.n_embd / hp.n_head);
+    hp.head_dim = get_hparam(f, p + "attention.key_length", n_rot);
     hp.norm_eps = (float)f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
     hp.rope_theta = (float)f.get_float(p + "rope.freq_base", 10000.0);
-    if (hp.n_head % hp.n_head_kv != 0 || hp.head_dim % 2 != 0 || hp.n_layer > 4096)
+    if (hp.n_head % hp.n_head_kv != 0 || hp.head_dim % 2 != 0 || hp.n_layer > 4096 ||
+        get_hparam(f, p + "attention.value_length", hp.head_dim) != hp.head_dim)
         fail("%s: inconsistent attention hyperparameters (heads %d, kv heads %d, head dim %d)",
              path.c_str(), hp.n_head, hp.n_head_kv, hp.head_dim);
+    if (n_rot != hp.head_dim)
+        fail("%s: partial rotary embedding (%d of %d dimensions) is not supported", path.c_str(),
+             n_rot, hp.head_dim);
+    // bitnet.cpp writes "linear" scaling with factor 1 for 1bitLLM models, which is no scaling.
+    const double rope_factor = f.get_float(p + "rope.scaling.factor", 1.0);
+    const std::string rope_scaling = f.get_str(p + "rope.scaling.type", "none");
+    if ((rope_scaling != "none" && rope_scaling != "linear") || rope_factor != 1.0 ||
+        f.find_tensor("rope_freqs.weight"))
+        fail("%s: RoPE scaling ('%s', factor %g%s) is not supported", path.c_str(),
+             rope_scaling.c_str(), rope_factor,
+             f.find_tensor("rope_freqs.weight") ? ", rope_freqs tensor" : "");
+    hp.rope = arch->rope;
+    hp.sub_norms = arch->sub_norms;
+    hp.act = resolve_activation(f, *arch, hp);
 
-    m->tokenizer = load_tokenizer(f);
+    m->tokenizer = tokenizer_from_gguf(f);
 
     const GGUFTensor& embd = require_tensor(f, "token_embd.weight");
     if (embd.n_dims != 2 || embd.ne[0] != hp.n_embd)
@@ -167,16 +204,18 @@ std::unique_ptr<Model> model_load(const std::string& path) {
         const std::string b = "blk." + std::to_string(i) + ".";
         Layer L;
         L.attn_norm = load_vector(f, b + "attn_norm.weight", d);
-        L.wq = load_linear(f, b + "attn_q.weight", d, dq, true);
-        L.wk = load_linear(f, b + "attn_k.weight", d, dkv, true);
-        L.wv = load_linear(f, b + "attn_v.weight", d, dkv, true);
-        L.attn_sub_norm = load_vector(f, b + "attn_sub_norm.weight", dq);
-        L.wo = load_linear(f, b + "attn_output.weight", dq, d, true);
+        L.wq = load_proj(f, b + "attn_q", d, dq);
+        L.wk = load_proj(f, b + "attn_k", d, dkv);
+        L.wv = load_proj(f, b + "attn_v", d, dkv);
+        L.wo = load_proj(f, b + "attn_output", dq, d);
         L.ffn_norm = load_vector(f, b + "ffn_norm.weight", d);
-        L.gate = load_linear(f, b + "ffn_gate.weight", d, ff, true);
-        L.up = load_linear(f, b + "ffn_up.weight", d, ff, true);
-        L.ffn_sub_norm = load_vector(f, b + "ffn_sub_norm.weight", ff);
-        L.down = load_linear(f, b + "ffn_down.weight", ff, d, true);
+        L.gate = load_proj(f, b + "ffn_gate", d, ff);
+        L.up = load_proj(f, b + "ffn_up", d, ff);
+        L.down = load_proj(f, b + "ffn_down", ff, d);
+        if (hp.sub_norms) {
+            L.attn_sub_norm = load_vector(f, b + "attn_sub_norm.weight", dq);
+            L.ffn_sub_norm = load_vector(f, b + "ffn_sub_norm.weight", ff);
+        }
         m->layers.push_back(std::move(L));
     }
 
@@ -184,25 +223,38 @@ std::unique_ptr<Model> model_load(const std::string& path) {
         m->n_params += (uint64_t)t.n_elements();
         m->n_bytes += t.nbytes;
     }
-    const uint32_t wtype = m->layers.empty() ? m->tok_embd.type : m->layers[0].wq.type;
-    m->desc = hp.arch + " " + human_count(m->n_params) + " " + type_name(wtype);
+    const uint32_t wtype = m->layers.empty() ? m->tok_embd.type : m->layers[0].wq.w.type;
+    m->desc = hp.arch + " " + human_count(m->n_params) + " " + type_name(wtype) +
+              (hp.act == FfnAct::RELU2 ? " relu2" : " silu");
     return m;
 }
 
-std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int n_batch) {
+std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int n_batch,
+                                     int n_seq) {
     const HParams& hp = model->hp;
     auto c = std::make_unique<Context>();
     c->model = model;
     c->n_ctx = n_ctx > 0 ? n_ctx : hp.n_ctx_train;
     if (n_threads <= 0) n_threads = (int)std::max(1u, std::thread::hardware_concurrency());
     c->n_batch = std::min(n_batch > 0 ? n_batch : 512, c->n_ctx);
+    c->n_seq = n_seq > 0 ? n_seq : 1;
     if (c->n_ctx > (1 << 20)) fail("context size %d is too large", c->n_ctx);
-    c->pool = std::make_unique<ThreadPool>(n_threads);
+    if (c->n_seq > 4096) fail("%d sequence slots is too many (at most 4096)", c->n_seq);
 
     const int64_t dkv = (int64_t)hp.n_head_kv * hp.head_dim, dq = (int64_t)hp.n_head * hp.head_dim;
-    const size_t cache = (size_t)hp.n_layer * c->n_ctx * dkv;
-    c->k_cache.assign(cache, 0.0f);
-    c->v_cache.assign(cache, 0.0f);
+    c->pool = std::make_unique<ThreadPool>(n_threads);
+
+    const size_t cache = (size_t)hp.n_layer * c->n_seq * c->n_ctx * dkv;
+    try {
+        c->k_cache.assign(cache, 0.0f);
+        c->v_cache.assign(cache, 0.0f);
+    } catch (const std::bad_alloc&) {
+        fail("out of memory for a KV cache of %d sequence(s) x %d positions (%.1f GiB): use a "
+             "smaller context size or fewer sequences",
+             c->n_seq, c->n_ctx, 2.0 * sizeof(float) * cache / (1u << 30));
+    }
+    c->seq_len.assign(c->n_seq, 0);
+    c->seq_end.assign(c->n_seq, 0);
     c->inv_freq.resize(hp.head_dim / 2);
     rope_inv_freq(hp.rope_theta, hp.head_dim, c->inv_freq.data());
 
@@ -218,70 +270,14 @@ std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int
     c->ffb.resize(nb * hp.n_ff);
     c->acc.resize(nb * widest);
     c->scores.resize((size_t)n_threads * c->n_ctx);
+    c->b_seq.resize(nb);
+    c->b_pos.resize(nb);
+    c->b_want.resize(nb);
+    c->b_keys.resize(nb);
+    c->b_rows.resize(nb);
+    c->logits_tok.reserve(nb);
+    c->logits.reserve((size_t)hp.n_vocab);
     return c;
-}
-
-void quantize_batch(Context& ctx, const float* x, int64_t n, int64_t k, QuantBatch& qb) {
-    qb.n = n;
-    qb.k = k;
-    if ((int64_t)qb.q.size() < n * k) qb.q.resize(n * k);
-    qb.scale.resize(n);
-    qb.qsum.resize(n);
-    const quantize_act_fn quant = kernels().quantize_act;
-    ctx.pool->for_each_row(n, [&](int64_t i) {
-        quant(x + i * k, k, qb.q.data() + i * k, &qb.scale[i], &qb.qsum[i]);
-    });
-}
-
-// Rows of the output split across threads in multiples of 16, so that no two threads write into
-// the same 64-byte cache line of an output row.
-static constexpr int64_t kRowAlign = 16;
-
-void linear_forward(Context& ctx, const Linear& lin, const QuantBatch& qb, float* out) {
-    const int64_t n = qb.n, K = lin.in, M = lin.out;
-    BITNET_ASSERT(qb.k == K);
-    const KernelSet& ks = kernels();
-    if (lin.type == TYPE_I2_S) {
-        int32_t* acc = ctx.acc.data();
-        ctx.pool->run([&](int ith, int nth) {
-            int64_t m0, m1;
-            ThreadPool::split(M, ith, nth, kRowAlign, &m0, &m1);
-            if (m0 >= m1) return;
-            ks.i2s_gemm(lin.data, K, qb.q.data(), K, n, acc, M, m0, m1);
-            // The codes are t+1, so Σ code·q = Σ t·q + Σ q, exact in integers. The reference
-            // (transformers' BitLinear) then computes y / (weight_scale * input_scale) in float32:
-            // the same two roundings here give the same bits.
-            for (int64_t i = 0; i < n; ++i) {
-                const float d = qb.scale[i] * lin.divisor;
-                for (int64_t m = m0; m < m1; ++m)
-                    out[i * M + m] = (float)(acc[i * M + m] - qb.qsum[i]) / d;
-            }
-        });
-        return;
-    }
-    // F32/F16 ternary weights (already multiplied by their scale): the same BitLinear arithmetic
-    // with the integer activations as floats.
-    if ((int64_t)ctx.deq.size() < n * K) ctx.deq.resize(n * K);
-    for (int64_t i = 0; i < n * K; ++i) ctx.deq[i] = (float)qb.q[i];
-    float_matmul(ctx, lin, ctx.deq.data(), n, out);
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t m = 0; m < M; ++m) out[i * M + m] /= qb.scale[i];
-}
-
-void float_matmul(Context& ctx, const Linear& lin, const float* x, int64_t n, float* out) {
-    const int64_t K = lin.in, M = lin.out;
-    const KernelSet& ks = kernels();
-    ctx.pool->run([&](int ith, int nth) {
-        int64_t m0, m1;
-        ThreadPool::split(M, ith, nth, kRowAlign, &m0, &m1);
-        if (m0 >= m1) return;
-        if (lin.type == TYPE_F32)
-            ks.f32_gemm((const float*)lin.data, K, x, K, n, out, M, m0, m1);
-        else if (lin.type == TYPE_F16)
-            ks.f16_gemm((const uint16_t*)lin.data, K, x, K, n, out, M, m0, m1);
-        else
-            BITNET_ASSERT(!"float_matmul: unsupported type");
-    });
 }
 
 }  // namespace bitnet

@@ -8,10 +8,16 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "model/linear.h"
 #include "tokenizer/tokenizer.h"
 #include "util/threadpool.h"
 
 namespace bitnet {
+
+// How an architecture's blocks differ, resolved from the GGUF at load time (see model.cpp).
+enum class FfnAct { SILU, RELU2 };  // gated FFN: act(gate)·up with SiLU (Llama) or relu² (2B4T)
+enum class RopeType { NORM, NEOX }; // NORM: adjacent pairs (Q/K rows permuted by the converter,
+                                    // llama.cpp's "llama"); NEOX: halves (Hugging Face rotate_half)
 
 struct HParams {
     std::string arch;
@@ -25,25 +31,25 @@ struct HParams {
     int n_ff = 0;
     float norm_eps = 1e-5f;
     float rope_theta = 10000.0f;
+    FfnAct act = FfnAct::SILU;
+    RopeType rope = RopeType::NEOX;
+    bool sub_norms = false;  // attn_sub_norm before Wo, ffn_sub_norm before Wdown (BitNet archs)
 };
 
-// A weight matrix W[out][in] stored in the file (ne = [in, out]).
-struct Linear {
-    const GGUFTensor* t = nullptr;
-    uint32_t type = 0;
-    int64_t in = 0, out = 0;
-    const uint8_t* data = nullptr;
-    float scale = 1.0f;    // I2_S: the per-tensor magnitude stored after the packed codes
-    float divisor = 1.0f;  // I2_S: what the reference divides by (1/scale, or exact from the file)
+// One projection of a block: the weight matrix and llama.cpp's optional per-tensor output scale
+// (tensor '<name>.scale' of its "bitnet" architecture; 1 when absent).
+struct Proj {
+    Linear w;
+    float scale = 1.0f;
 };
 
 struct Layer {
     std::vector<float> attn_norm;      // (n_embd)
-    Linear wq, wk, wv, wo;             // (n_head*hd, n_embd), (n_kv*hd, n_embd) x2, (n_embd, n_head*hd)
-    std::vector<float> attn_sub_norm;  // (n_head*hd)
+    Proj wq, wk, wv, wo;               // (n_head*hd, n_embd), (n_kv*hd, n_embd) x2, (n_embd, n_head*hd)
+    std::vector<float> attn_sub_norm;  // (n_head*hd), empty without sub-norms
     std::vector<float> ffn_norm;       // (n_embd)
-    Linear gate, up, down;             // (n_ff, n_embd) x2, (n_embd, n_ff)
-    std::vector<float> ffn_sub_norm;   // (n_ff)
+    Proj gate, up, down;               // (n_ff, n_embd) x2, (n_embd, n_ff)
+    std::vector<float> ffn_sub_norm;   // (n_ff), empty without sub-norms
 };
 
 struct Model {
@@ -63,22 +69,18 @@ struct Model {
 // architecture, missing tensor, wrong shape, unsupported tensor type).
 std::unique_ptr<Model> model_load(const std::string& path);
 
-// Activations of a batch, quantized per token to int8 for the ternary matmuls.
-struct QuantBatch {
-    std::vector<int8_t> q;       // (n, k)
-    std::vector<float> scale;    // (n)   127 / absmax
-    std::vector<int32_t> qsum;   // (n)
-    int64_t n = 0, k = 0;
-};
-
+// An inference context: n_seq independent sequences ("slots"), each with its own KV cache region
+// of n_ctx positions and its own length, and the scratch of one forward pass over a batch of up
+// to n_batch tokens drawn from any of them.
 struct Context {
     Model* model = nullptr;
-    int n_ctx = 0;
-    int n_batch = 0;
-    int n_past = 0;
+    int n_ctx = 0;    // positions per sequence
+    int n_batch = 0;  // most tokens per forward pass
+    int n_seq = 1;    // sequence slots
     std::unique_ptr<ThreadPool> pool;
 
-    std::vector<float> k_cache, v_cache;  // (n_layer, n_ctx, n_head_kv*head_dim)
+    std::vector<float> k_cache, v_cache;  // (n_layer, n_seq, n_ctx, n_head_kv*head_dim)
+    std::vector<int> seq_len;             // (n_seq) positions cached per sequence
     std::vector<float> inv_freq;          // (head_dim/2)
 
     // scratch for one batch of up to n_batch tokens
@@ -86,21 +88,47 @@ struct Context {
     std::vector<int32_t> acc;             // (n_batch, max(out))
     std::vector<float> deq;               // (n_batch, max(in)) float linears: dequantized inputs
     std::vector<float> scores;            // (n_threads, n_ctx)
+    std::vector<int32_t> b_seq, b_pos;    // (n_batch) batch the C API builds for one sequence
+    std::vector<int8_t> b_want;           // (n_batch) logits flags the C API fills in
+    std::vector<int32_t> b_keys;          // (n_batch) keys of the token's sequence after the batch
+    std::vector<int32_t> b_rows;          // (n_batch) batch indexes of the logits rows
+    std::vector<int32_t> seq_end;         // (n_seq) per-sequence length while a batch is checked
     QuantBatch qa, qb;
 
+    // Logits kept by the last decode call (logits_reset, then forward_batch appends, chunk by
+    // chunk): row r belongs to token logits_tok[r] of the call, in increasing order.
     std::vector<float> logits;            // (n_logits, n_vocab)
-    int n_logits = 0;                     // rows in `logits` from the last decode
-    int logits_first = 0;                 // batch index of logits row 0 (n - 1 when only the last)
+    std::vector<int32_t> logits_tok;      // (n_logits)
+    int n_logits = 0;
+    int n_decoded = 0;                    // tokens in the last decode call
 };
 
-std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int n_batch);
+// n_seq: sequence slots (0 means 1). Throws bitnet::Error for sizes out of range.
+std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int n_batch,
+                                     int n_seq = 1);
 
-// Runs tokens[0..n) (n <= n_batch) at positions n_past.. and appends them to the cache.
-// Logits of every token (logits_all) or of the last one are left in ctx.logits.
-void forward_bitnet_b158(Context& ctx, const int32_t* tokens, int n, bool logits_all);
+// Checks a batch against the context without changing it: every seq id in [0, n_seq), every
+// token in the vocabulary, and the positions of each sequence contiguous from its current length
+// (the first token of sequence s at seq_len[s], the next one of s at +1, ...) and below n_ctx.
+// Throws bitnet::Error naming the first offending token and the way out.
+void batch_check(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
+                 const int32_t* positions, int n);
 
-// out(n, lin.out) = BitLinear(lin)(x) for activations already quantized in qb.
-void linear_forward(Context& ctx, const Linear& lin, const QuantBatch& qb, float* out);
+// One forward pass over a checked batch of n <= n_batch tokens of any sequences: token i of
+// sequence seq_ids[i] at position positions[i]. Every matmul runs once over the whole batch;
+// each token's K/V go to its sequence's slot, and it attends to that slot's positions
+// [0, positions[i]] (tokens of the same sequence in the batch causally). Appends the logits of
+// the tokens with want[i] != 0 to ctx.logits (logits_tok = first_index + i) and advances each
+// sequence's length. One transformer for every architecture, steered by the HParams resolved at
+// load (activation, sub-norms, RoPE). A token's result does not depend on the other sequences in
+// the batch: the ternary products are exact integers, the float ops run per token, and
+// attention's summation order depends only on the token's own sequence (attention_head's n_keys).
+void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
+                   const int32_t* positions, const int8_t* want, int n, int first_index = 0);
+
+// Forgets the logits of the previous decode call; the next one has n tokens.
+void logits_reset(Context& ctx, int n);
+
 // Quantizes n rows of x (stride k) into qb.
 void quantize_batch(Context& ctx, const float* x, int64_t n, int64_t k, QuantBatch& qb);
 // out(n, lin.out) = x · W^T in float, for the F32/F16 embedding/output matrix.

@@ -1,13 +1,14 @@
 // Float operations of the transformer that know nothing about models: RMSNorm, RoPE, softmax and
-// causal attention over a KV cache. Written to match PyTorch's float32 arithmetic closely (same
-// formulas, same order where it matters), so that engine and reference agree to rounding.
+// causal attention over a KV cache. Written to give PyTorch's float32 bits (same formulas, same
+// order of additions, the same exp; see ops.cpp for each op and for what still differs), because
+// their outputs feed int8 quantizers where one ulp can flip a value.
 #pragma once
 
 #include <cstdint>
 
 namespace bitnet {
 
-// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]   (out may alias x)
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]   (out may alias x), the sum in torch's order
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out);
 
 // Rotary embedding, NEOX layout (pairs i and i + d/2 of each head, as Hugging Face's
@@ -18,8 +19,10 @@ void rope_neox(float* x, int n_heads, int head_dim, int pos, const float* inv_fr
 
 // Causal attention of one query head against cached keys/values of positions [0, n_kv):
 //   out = softmax(q·K^T * scale) V       K, V rows have stride `stride` floats.
-// scratch needs n_kv floats.
+// scratch needs n_kv floats. n_keys: the number of keys of the whole batch this row belongs to
+// (n_past + n_tokens; 0 or less than n_kv means n_kv). The reference multiplies P·V for all rows
+// at once, and how its BLAS splits the sum over keys depends on that length, not on the row.
 void attention_head(const float* q, const float* k, const float* v, int64_t stride, int n_kv,
-                    int head_dim, float scale, float* scratch, float* out);
+                    int head_dim, float scale, float* scratch, float* out, int n_keys = 0);
 
 }  // namespace bitnet

@@ -126,10 +126,13 @@ size_t match_gpt2(const Units& u, size_t i) {
     return match_trailing_space(u, i);
 }
 
-// ignore_merges as the Hugging Face tokenizer.json of each family sets it.
+// llama.cpp's names, with ignore_merges as llama.cpp sets it for each. Falcon3 ("falcon3") and
+// Falcon-E ("falcon_e", the name microsoft/BitNet's converter writes) split with the Llama-3
+// regex and set ignore_merges; "smaug-bpe" is the Llama-3 regex without ignore_merges.
 const PreInfo kPreTypes[] = {
     {"llama-bpe", PreType::LLAMA3, true}, {"llama3", PreType::LLAMA3, true},
     {"llama-v3", PreType::LLAMA3, true},  {"falcon3", PreType::LLAMA3, true},
+    {"falcon_e", PreType::LLAMA3, true},  {"smaug-bpe", PreType::LLAMA3, false},
     {"gpt2", PreType::GPT2, false},       {"gpt-2", PreType::GPT2, false},
 };
 

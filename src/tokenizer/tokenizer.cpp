@@ -1,13 +1,16 @@
-// Byte-level BPE tokenizer, exact with Hugging Face `tokenizers` for GPT-2 and Llama-3 style
-// vocabularies (tokenizer.ggml.model = "gpt2").
+// The Tokenizer: added-token matching, decoding and the special ids for both vocabulary kinds, and
+// the byte-level BPE (tokenizer.ggml.model = "gpt2"), exact with Hugging Face `tokenizers` for
+// GPT-2 and Llama-3 style vocabularies. SentencePiece vocabularies (model "llama") share the
+// added-token stage and hand each run of text between added tokens to spm::Model (spm.cpp).
 //
 // encode() runs the same stages as a `tokenizers` pipeline of the form
 //   added tokens -> Split(pre-tokenizer regex, isolated) -> ByteLevel(use_regex=false) -> BPE:
-//  1. added tokens: the texts of CONTROL tokens (Hugging Face's special added tokens) and of
-//     USER_DEFINED tokens (non-special added tokens) are found leftmost-longest in one pass, like
-//     `tokenizers` does for added tokens with normalized=false. A match is emitted as its token,
-//     except a CONTROL token without parse_special, whose text is then plain text (`tokenizers`
-//     with encode_special_tokens=True); the text between matches goes through the next stages;
+//  1. added tokens: the texts of CONTROL and UNKNOWN tokens (Hugging Face's special added tokens)
+//     and of USER_DEFINED tokens (non-special added tokens) are found leftmost-longest in one
+//     pass, like `tokenizers` does for added tokens with normalized=false. A match is emitted as
+//     its token, except a special one without parse_special, whose text is then plain text
+//     (`tokenizers` with encode_special_tokens=True); the text between matches goes through the
+//     next stages (for SentencePiece: spm::Model, with the "▁" prefix rule of prepend_scheme);
 //  2. pre-tokenization: the regex of the vocabulary's pre-tokenizer, hand-written over code
 //     points (std::regex knows no \p{L}); ill-formed UTF-8 bytes count as U+FFFD for the regex
 //     but keep their raw byte, so encode is total and decode(encode(x)) == x for any bytes;
@@ -22,6 +25,7 @@
 #include <unordered_set>
 
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/spm.h"
 #include "tokenizer/unicode.h"
 #include "util/common.h"
 
@@ -110,10 +114,15 @@ struct Scratch {
     std::vector<Cand> heap;
 };
 
+// Where SentencePiece puts its "▁" prefix (TokenizerConfig::prepend_scheme).
+enum class Prepend { SENTENCEPIECE, METASPACE_ALWAYS, METASPACE_FIRST };
+
 }  // namespace
 
 struct Tokenizer::Impl {
     TokenizerConfig cfg;
+    std::unique_ptr<spm::Model> spm;  // SentencePiece merge stage; null for byte-level BPE
+    Prepend prepend = Prepend::SENTENCEPIECE;
     PreInfo pre{};
     std::vector<std::string> pieces;                  // raw bytes of each token
     std::unordered_map<std::string, int32_t> by_raw;  // raw bytes of a BPE-reachable token -> id
@@ -125,7 +134,13 @@ struct Tokenizer::Impl {
     int32_t type_of(size_t id) const {
         return cfg.token_types.empty() ? TOKEN_NORMAL : cfg.token_types[id];
     }
-    static bool is_added(int32_t type) { return type == TOKEN_CONTROL || type == TOKEN_USER_DEFINED; }
+    static bool is_added(int32_t type) {
+        return type == TOKEN_CONTROL || type == TOKEN_USER_DEFINED || type == TOKEN_UNKNOWN;
+    }
+
+    void init_common(std::unordered_map<std::string, int32_t>& by_text);
+    void init_bpe(const std::unordered_map<std::string, int32_t>& by_text);
+    void init_spm();
 
     void encode_piece(const std::string& text, size_t begin, size_t end, Scratch& sc,
                       std::vector<int32_t>& out) const;
@@ -154,61 +169,94 @@ bool byte_level_to_raw(const std::string& s, std::string& raw) {
 Tokenizer::Tokenizer(TokenizerConfig cfg) : impl_(new Impl) {
     Impl& m = *impl_;
     m.cfg = std::move(cfg);
-    const TokenizerConfig& c = m.cfg;
-    if (c.model != "gpt2") {
-        fail("tokenizer model '%s' is not supported: only byte-level BPE ('gpt2') is implemented",
-             c.model.c_str());
+    if (m.cfg.model != "gpt2" && m.cfg.model != "llama") {
+        fail("tokenizer model '%s' is not supported: byte-level BPE ('gpt2') and SentencePiece BPE "
+             "('llama') are implemented",
+             m.cfg.model.c_str());
     }
-    const PreInfo* pre = pretok::find_pre(c.pre);
-    if (!pre) {
-        fail("tokenizer pre-tokenizer '%s' is not supported (known: %s); reconvert the model "
-             "with a supported tokenizer",
-             c.pre.c_str(), pretok::known_pre_names().c_str());
-    }
-    m.pre = *pre;
+    std::unordered_map<std::string, int32_t> by_text;  // token text -> first id
+    m.init_common(by_text);
+    if (m.cfg.model == "llama") m.init_spm();
+    else m.init_bpe(by_text);
+}
+
+// Checks shared by both models; fills by_text, the added-token trie, the end-of-generation set and
+// (SentencePiece) the pieces.
+void Tokenizer::Impl::init_common(std::unordered_map<std::string, int32_t>& by_text) {
+    const TokenizerConfig& c = cfg;
     const size_t n = c.tokens.size();
     if (n == 0 || n > (size_t)INT32_MAX) fail("tokenizer vocabulary has %zu tokens", n);
     if (!c.token_types.empty() && c.token_types.size() != n) {
         fail("tokenizer has %zu token types for %zu tokens; the file is inconsistent",
              c.token_types.size(), n);
     }
-    const int32_t specials[] = {c.bos, c.eos, c.eot, c.pad};
+    const int32_t specials[] = {c.bos, c.eos, c.eot, c.pad, c.unk};
     for (int32_t id : specials) {
         if (id < -1 || id >= (int32_t)n) {
             fail("tokenizer special token id %d is out of range [0, %zu)", id, n);
         }
     }
-
-    // Pieces, the raw-bytes index of BPE tokens, and the added-token trie.
-    std::unordered_map<std::string, int32_t> by_text;
-    m.pieces.resize(n);
-    std::string raw;
+    pieces.resize(n);
     for (size_t id = 0; id < n; ++id) {
         const std::string& t = c.tokens[id];
-        int32_t type = m.type_of(id);
+        int32_t type = type_of(id);
         if (type < 0 || type > TOKEN_BYTE) fail("token %zu has unknown type %d", id, (int)type);
         by_text.emplace(t, (int32_t)id);
+        if (c.model == "llama") pieces[id] = spm::Model::token_bytes(t, type);  // gpt2: init_bpe
+        if (is_added(type)) added.insert(t, (int32_t)id, type != TOKEN_USER_DEFINED);
+    }
+    for (int32_t id : {c.eos, c.eot}) {
+        if (id >= 0) eog.insert(id);
+    }
+    for (const char* name : kEogNames) {
+        auto it = by_text.find(name);
+        if (it != by_text.end() && is_added(type_of(it->second))) eog.insert(it->second);
+    }
+}
+
+void Tokenizer::Impl::init_spm() {
+    if (cfg.prepend_scheme == "sentencepiece") prepend = Prepend::SENTENCEPIECE;
+    else if (cfg.prepend_scheme == "metaspace-always") prepend = Prepend::METASPACE_ALWAYS;
+    else if (cfg.prepend_scheme == "metaspace-first") prepend = Prepend::METASPACE_FIRST;
+    else {
+        fail("tokenizer prepend scheme '%s' is not supported (known: sentencepiece, "
+             "metaspace-always, metaspace-first)",
+             cfg.prepend_scheme.c_str());
+    }
+    spm = std::make_unique<spm::Model>(cfg);
+}
+
+// Byte-level BPE: pieces as raw bytes, the raw-bytes index, single-byte tokens and merges.
+void Tokenizer::Impl::init_bpe(const std::unordered_map<std::string, int32_t>& by_text) {
+    const TokenizerConfig& c = cfg;
+    const PreInfo* p = pretok::find_pre(c.pre);
+    if (!p) {
+        fail("tokenizer pre-tokenizer '%s' is not supported (known: %s); reconvert the model "
+             "with a supported tokenizer",
+             c.pre.c_str(), pretok::known_pre_names().c_str());
+    }
+    pre = *p;
+    std::string raw;
+    for (size_t id = 0; id < c.tokens.size(); ++id) {
+        const std::string& t = c.tokens[id];
+        int32_t type = type_of(id);
         bool in_alphabet = byte_level_to_raw(t, raw);
         // Control tokens print as their text; other tokens as their bytes, or, like the ByteLevel
         // decoder, as their text when it is not written in the byte-level alphabet.
-        m.pieces[id] = (type != TOKEN_CONTROL && in_alphabet) ? raw : t;
-        if (Impl::is_added(type)) {
-            m.added.insert(t, (int32_t)id, type == TOKEN_CONTROL);
-        } else if (in_alphabet) {
-            m.by_raw.emplace(raw, (int32_t)id);
-        }
+        pieces[id] = (type != TOKEN_CONTROL && in_alphabet) ? raw : t;
+        if (!is_added(type) && in_alphabet) by_raw.emplace(raw, (int32_t)id);
     }
     for (int b = 0; b < 256; ++b) {
-        auto it = m.by_raw.find(std::string(1, (char)b));
-        if (it == m.by_raw.end()) {
+        auto it = by_raw.find(std::string(1, (char)b));
+        if (it == by_raw.end()) {
             fail("tokenizer vocabulary lacks the token for byte 0x%02X; not a byte-level BPE "
                  "vocabulary",
                  b);
         }
-        m.byte_token[b] = it->second;
+        byte_token[b] = it->second;
     }
 
-    m.merges.reserve(c.merges.size());
+    merges.reserve(c.merges.size());
     for (size_t r = 0; r < c.merges.size(); ++r) {
         const std::string& mg = c.merges[r];
         size_t sp = mg.find(' ');
@@ -222,15 +270,7 @@ Tokenizer::Tokenizer(TokenizerConfig cfg) : impl_(new Impl) {
             fail("tokenizer merge %zu '%s' refers to a token not in the vocabulary", r,
                  mg.c_str());
         }
-        m.merges.emplace(pair_key(l->second, rr->second), Merge{(int32_t)r, lr->second});
-    }
-
-    for (int32_t id : {c.eos, c.eot}) {
-        if (id >= 0) m.eog.insert(id);
-    }
-    for (const char* name : kEogNames) {
-        auto it = by_text.find(name);
-        if (it != by_text.end() && Impl::is_added(m.type_of(it->second))) m.eog.insert(it->second);
+        merges.emplace(pair_key(l->second, rr->second), Merge{(int32_t)r, lr->second});
     }
 }
 
@@ -288,6 +328,16 @@ void Tokenizer::Impl::encode_piece(const std::string& text, size_t begin, size_t
 
 void Tokenizer::Impl::encode_text(const std::string& text, size_t begin, size_t end, Scratch& sc,
                                   std::vector<int32_t>& out) const {
+    if (spm) {
+        if (begin == end) return;  // no dummy prefix for the empty text between two added tokens
+        bool prefix = cfg.add_space_prefix;
+        if (prepend != Prepend::SENTENCEPIECE) {  // Metaspace: not when the text has its space
+            prefix = prefix && text[begin] != ' ' && text.compare(begin, 3, "\xE2\x96\x81") != 0;
+        }
+        if (prepend == Prepend::METASPACE_FIRST) prefix = prefix && begin == 0;
+        spm->encode(text, begin, end, prefix, out);
+        return;
+    }
     sc.ends.clear();
     pretok::split(pre.type, text, begin, end, sc.ends);
     size_t piece_begin = begin;
@@ -334,6 +384,8 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
     std::string out;
     for (int32_t id : ids) out += token_to_piece(id);
+    // Hugging Face's Llama decoder ends with Strip(" ", 1, 0): the dummy prefix goes away.
+    if (impl_->spm && impl_->cfg.add_space_prefix && !out.empty() && out[0] == ' ') out.erase(0, 1);
     return out;
 }
 

@@ -1,4 +1,10 @@
+// Thread pool (see threadpool.h): job publication through one generation counter, bounded spin,
+// then sleep.
 #include "util/threadpool.h"
+
+#include <chrono>
+
+#include "util/profile.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -11,9 +17,29 @@
 
 namespace bitnet {
 
-// About 50-100 microseconds of spinning: long enough to bridge the gap between the matmuls of one
-// forward pass, short enough that a pool left idle goes to sleep almost at once.
-static constexpr int kSpinIterations = 20000;
+namespace {
+
+// How long a worker keeps polling for the next job before it sleeps: longer than the serial gaps
+// between the jobs of one forward pass (residual adds, RoPE, a few microseconds each), short
+// enough that a pool left idle is asleep almost at once. A time, not an iteration count: PAUSE
+// takes ~10 cycles on older Intel cores and ~140 on Skylake and later.
+constexpr auto kSpinTime = std::chrono::microseconds(200);
+
+// Polls `done` with PAUSE, reading the clock only every 64 polls (a clock read costs about as
+// much as the PAUSE itself); true when done() became true within kSpinTime.
+template <typename F>
+bool spin_until(F&& done) {
+    const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+    for (;;) {
+        for (int i = 0; i < 64; ++i) {
+            if (done()) return true;
+            BITNET_CPU_RELAX();
+        }
+        if (std::chrono::steady_clock::now() > deadline) return done();
+    }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
     for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
@@ -22,8 +48,8 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        stop_.store(true);
-        generation_.fetch_add(1);
+        stop_ = true;
+        generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     for (auto& t : threads_) t.join();
@@ -34,43 +60,37 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
         fn(0, 1);
         return;
     }
+    job_ = &fn;
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
     {
+        // Under the lock, so a worker between its last poll and cv_.wait cannot miss the bump.
         std::lock_guard<std::mutex> lock(mu_);
-        job_ = &fn;
-        pending_.store(n_threads_ - 1);
         generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     fn(0, n_threads_);
     // Spin, then yield: with more runnable threads than cores (a busy machine) a worker may be
     // waiting for this very core, and pure spinning would starve it for a whole time slice.
-    for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-        if (spin < kSpinIterations) BITNET_CPU_RELAX();
-        else std::this_thread::yield();
-    }
+    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }))
+        while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
 }
 
 void ThreadPool::worker(int ith) {
+    profile_mark_worker_thread();
     uint64_t seen = 0;
     for (;;) {
-        uint64_t gen = generation_.load(std::memory_order_acquire);
-        for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
-            BITNET_CPU_RELAX();
+        uint64_t gen = 0;
+        const auto changed = [&] {
             gen = generation_.load(std::memory_order_acquire);
-        }
-        if (gen == seen) {
+            return gen != seen;
+        };
+        if (!spin_until(changed)) {
             std::unique_lock<std::mutex> lock(mu_);
-            cv_.wait(lock, [&] { return generation_.load() != seen; });
-            gen = generation_.load();
+            cv_.wait(lock, changed);
         }
         seen = gen;
-        if (stop_.load()) return;
-        const std::function<void(int, int)>* job;
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            job = job_;
-        }
-        (*job)(ith, n_threads_);
+        if (stop_) return;
+        (*job_)(ith, n_threads_);
         pending_.fetch_sub(1, std::memory_order_release);
     }
 }

@@ -1,9 +1,11 @@
 // A persistent pool of worker threads for data-parallel loops.
 //
 // run(fn) calls fn(ith, nth) once on each of the nth threads (the caller is thread 0) and returns
-// when all are done. Workers spin briefly after a job (decode issues jobs back to back, and waking
-// a sleeping thread costs tens of microseconds) and then sleep on a condition variable, so an idle
-// pool burns no CPU.
+// when all are done. Workers spin for a bounded time after a job (a forward pass issues hundreds
+// of jobs back to back, and waking a sleeping thread costs tens of microseconds), then sleep on a
+// condition variable, so an idle pool burns no CPU. The counters the workers poll and the one they
+// decrement live on separate cache lines, so spinning threads do not steal the line a finishing
+// thread writes.
 #pragma once
 
 #include <atomic>
@@ -50,12 +52,16 @@ private:
 
     int n_threads_;
     std::vector<std::thread> threads_;
-    std::mutex mu_;
+    std::mutex mu_;  // guards sleeping: cv_ waits and the generation_ bumps that end them
     std::condition_variable cv_;
+    // Published by run() before its release increment of generation_, read by workers after
+    // their acquire load of it.
     const std::function<void(int, int)>* job_ = nullptr;
-    std::atomic<uint64_t> generation_{0};
-    std::atomic<int> pending_{0};
-    std::atomic<bool> stop_{false};
+    bool stop_ = false;  // same publication as job_
+    alignas(64) std::atomic<uint64_t> generation_{0};  // one increment per job: workers poll it
+    // Workers still running the current job. The class's size rounds up to its 64-byte
+    // alignment, so the rest of this line is padding, not a neighbour's data.
+    alignas(64) std::atomic<int> pending_{0};
 };
 
 }  // namespace bitnet

@@ -9,9 +9,9 @@
 //   tokenize_driver VOCAB bench TEXT                              tokens and MB/s on stderr
 //   tokenize_driver VOCAB info                                    n_vocab, bos, eos, eot, eog ids
 // VOCAB lines (fields separated by one space; strings hex-encoded so any byte is safe):
-//   model <name> | pre <name> | bos|eos|eot|pad <id> | add_bos 0|1 |
-//   token <hex> (in id order) | type <n> (in id order; none at all: all normal) |
-//   merge <hex of "left right"> (in rank order)
+//   model <name> | pre <name> | bos|eos|eot|pad|unk <id> | add_bos 0|1 | add_space_prefix 0|1 |
+//   prepend_scheme <name> | token <hex> (in id order) | type <n> (in id order; none at all: all
+//   normal) | score <float> (in id order) | merge <hex of "left right"> (in rank order)
 // STRINGS: one hex-encoded string per line. IDS: space-separated token ids per line.
 // Exit status 1 with the error on stderr when the vocabulary is rejected.
 #include <chrono>
@@ -65,6 +65,10 @@ bitnet::TokenizerConfig read_vocab(const std::string& path) {
         else if (key == "eos") cfg.eos = std::stoi(a);
         else if (key == "eot") cfg.eot = std::stoi(a);
         else if (key == "pad") cfg.pad = std::stoi(a);
+        else if (key == "unk") cfg.unk = std::stoi(a);
+        else if (key == "add_space_prefix") cfg.add_space_prefix = a == "1";
+        else if (key == "prepend_scheme") cfg.prepend_scheme = a;
+        else if (key == "score") cfg.scores.push_back(std::stof(a));
         else if (key == "add_bos") cfg.add_bos = a == "1";
         else if (key == "token") cfg.tokens.push_back(from_hex(a));
         else if (key == "type") cfg.token_types.push_back(std::stoi(a));
@@ -116,6 +120,7 @@ int run(int argc, char** argv) {
         while (std::getline(f, line)) print_ids(tok.encode(from_hex(line), add_bos, parse_special));
     } else if (mode == "split") {
         const bitnet::pretok::PreInfo* pre = bitnet::pretok::find_pre(cfg.pre);
+        if (cfg.model != "gpt2" || !pre) bitnet::fail("split needs a byte-level BPE vocabulary");
         while (std::getline(f, line)) {
             std::vector<uint32_t> ends;
             const std::string text = from_hex(line);

@@ -1,0 +1,254 @@
+// The transformer forward pass shared by every architecture the engine runs (bitnet-b1.58 /
+// bitnet-25, bitnet, llama). What differs between them was resolved at load time into HParams
+// (model.cpp): the FFN activation, whether sub-norms are present, and the RoPE pairing.
+//
+//   h = embed(tokens)
+//   per layer:  n = attn_norm(h)
+//               a = Attention(RoPE(Wq·n), RoPE(Wk·n), Wv·n)       grouped-query, causal, KV cache
+//               h = h + Wo·[attn_sub_norm](a)
+//               n = ffn_norm(h)
+//               h = h + Wdown·[ffn_sub_norm](act(Wgate·n) * (Wup·n))  act = relu² | SiLU
+//   logits = output · output_norm(h)      (output = token embedding when tied)
+//
+// Every W· is a BitLinear: activations quantized per token to int8 (absmax), ternary weights,
+// integer dot products, one float rescale (linear.cpp), then llama.cpp's optional per-tensor
+// output scale. Scratch buffers live in the Context, so nothing here allocates per token.
+//
+// A batch holds tokens of one or several sequences (each with its own KV cache slot, see Context):
+// the matmuls run once over all of them, so each weight is read once per step however many
+// sequences advance; only RoPE, the cache writes and attention look at a token's sequence.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernels.h"
+#include "model/model.h"
+#include "ops/ops.h"
+#include "util/common.h"
+#include "util/profile.h"
+
+namespace bitnet {
+
+namespace {
+
+// The element-wise steps run a token per job: their results do not depend on the split, and a
+// prompt batch of hundreds of tokens would otherwise leave all but one thread idle.
+void add_rows(Context& ctx, float* x, const float* y, int64_t n, int64_t k) {
+    BITNET_PROFILE_SCOPE("residual");
+    ctx.pool->for_each_row(n, [&](int64_t i) {
+        float* xi = x + i * k;
+        const float* yi = y + i * k;
+        for (int64_t j = 0; j < k; ++j) xi[j] += yi[j];
+    });
+}
+
+void norm_rows(Context& ctx, const float* x, const std::vector<float>& w, int64_t n, int64_t k,
+               float eps, float* out) {
+    BITNET_PROFILE_SCOPE("norm");
+    ctx.pool->for_each_row(n, [&](int64_t i) { rms_norm(x + i * k, w.data(), k, eps, out + i * k); });
+}
+
+void quantize_rows(Context& ctx, const float* x, int64_t n, int64_t k, QuantBatch& qb) {
+    BITNET_PROFILE_SCOPE("quantize");
+    quantize_batch(ctx, x, n, k, qb);
+}
+
+// out(n, p.out) = BitLinear(p)(qb), times the projection's per-tensor scale when it has one.
+void project(Context& ctx, const Proj& p, const QuantBatch& qb, float* out) {
+    linear_forward(ctx, p.w, qb, out);
+    if (p.scale != 1.0f)
+        for (int64_t i = 0; i < qb.n * p.w.out; ++i) out[i] *= p.scale;
+}
+
+// Rotary embedding in llama.cpp's NORM layout: pairs (2i, 2i+1) of each head. The converter
+// permuted the rows of Wq and Wk so that this equals Hugging Face's rotate_half on the original
+// rows (same angles, same products, so the same float results). Not in ops.h, which only has the
+// NEOX form; it lives here until ops grows it.
+void rope_norm(float* x, int n_heads, int head_dim, int pos, const float* inv_freq) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; ++i) {
+        const float f = (float)pos * inv_freq[i];
+        const float c = std::cos(f), s = std::sin(f);
+        for (int h = 0; h < n_heads; ++h) {
+            float* hx = x + (int64_t)h * head_dim + 2 * i;
+            const float x0 = hx[0], x1 = hx[1];
+            hx[0] = x0 * c - x1 * s;
+            hx[1] = x1 * c + x0 * s;
+        }
+    }
+}
+
+// fa = act(fa) * fb over n values.
+void gated_activation_row(FfnAct act, float* fa, const float* fb, int64_t n) {
+    if (act == FfnAct::RELU2) {
+        for (int64_t i = 0; i < n; ++i) {
+            const float r = fa[i] > 0.0f ? fa[i] : 0.0f;
+            fa[i] = r * r * fb[i];
+        }
+    } else {
+        // SiLU as torch evaluates it in float32: x / (1 + exp(-x)).
+        for (int64_t i = 0; i < n; ++i) fa[i] = fa[i] / (1.0f + std::exp(-fa[i])) * fb[i];
+    }
+}
+
+void gated_activation(Context& ctx, FfnAct act, float* fa, const float* fb, int64_t n, int64_t k) {
+    BITNET_PROFILE_SCOPE("ffn-act");
+    ctx.pool->for_each_row(n, [&](int64_t i) { gated_activation_row(act, fa + i * k, fb + i * k, k); });
+}
+
+}  // namespace
+
+void batch_check(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
+                 const int32_t* positions, int n) {
+    const int n_vocab = ctx.model->hp.n_vocab;
+    for (int s = 0; s < ctx.n_seq; ++s) ctx.seq_end[s] = ctx.seq_len[s];
+    for (int i = 0; i < n; ++i) {
+        const int s = seq_ids[i], pos = positions[i];
+        if (s < 0 || s >= ctx.n_seq)
+            fail("token %d of the batch: sequence id %d is out of range; this context has %d "
+                 "sequence slot(s) (0..%d): create it with a larger n_seq_max",
+                 i, s, ctx.n_seq, ctx.n_seq - 1);
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            fail("token %d of the batch: token id %d is outside the vocabulary (0..%d)", i,
+                 tokens[i], n_vocab - 1);
+        if (pos != ctx.seq_end[s])
+            fail("token %d of the batch: position %d for sequence %d, expected %d: each sequence "
+                 "continues at its current length (%d cached), one position per token",
+                 i, pos, s, ctx.seq_end[s], ctx.seq_len[s]);
+        if (pos >= ctx.n_ctx)
+            fail("the context is full for sequence %d: token %d of the batch would take position "
+                 "%d of a context of %d; use a larger context size or a shorter prompt, or clear "
+                 "the sequence",
+                 s, i, pos, ctx.n_ctx);
+        ctx.seq_end[s] = pos + 1;
+    }
+}
+
+void logits_reset(Context& ctx, int n) {
+    ctx.n_logits = 0;
+    ctx.logits_tok.clear();
+    ctx.n_decoded = n;
+}
+
+void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
+                   const int32_t* positions, const int8_t* want, int n, int first_index) {
+    Model& m = *ctx.model;
+    const HParams& hp = m.hp;
+    BITNET_ASSERT(n > 0 && n <= ctx.n_batch);
+    const int64_t d = hp.n_embd, hd = hp.head_dim, dq = (int64_t)hp.n_head * hd,
+                  dkv = (int64_t)hp.n_head_kv * hd, ff = hp.n_ff;
+    const int group = hp.n_head / hp.n_head_kv;
+    const float eps = hp.norm_eps, att_scale = 1.0f / std::sqrt((float)hd);
+    const auto rope = hp.rope == RopeType::NEOX ? rope_neox : rope_norm;
+    float* x = ctx.x.data();
+    float* xn = ctx.xn.data();
+
+    // Each sequence's length after this batch: the key count of the reference's one attention
+    // product over that sequence's tokens (attention_head's n_keys). It depends only on the
+    // sequence, so its tokens get the same sums as when that sequence is decoded alone.
+    for (int i = 0; i < n; ++i) ctx.seq_end[seq_ids[i]] = ctx.seq_len[seq_ids[i]];
+    for (int i = 0; i < n; ++i) {
+        const int s = seq_ids[i];
+        BITNET_ASSERT(s >= 0 && s < ctx.n_seq && positions[i] == ctx.seq_end[s] &&
+                      positions[i] < ctx.n_ctx);
+        ctx.seq_end[s] = positions[i] + 1;
+    }
+    for (int i = 0; i < n; ++i) ctx.b_keys[i] = ctx.seq_end[seq_ids[i]];
+
+    {
+        BITNET_PROFILE_SCOPE("embed");
+        for (int i = 0; i < n; ++i) dequantize_row(m.tok_embd.type, m.tok_embd.data, d, tokens[i], x + i * d);
+    }
+
+    const size_t slot_stride = (size_t)ctx.n_ctx * dkv;  // floats of one sequence in one layer
+    for (int l = 0; l < hp.n_layer; ++l) {
+        const Layer& L = m.layers[l];
+        float* kc = ctx.k_cache.data() + (size_t)l * ctx.n_seq * slot_stride;
+        float* vc = ctx.v_cache.data() + (size_t)l * ctx.n_seq * slot_stride;
+
+        // attention
+        norm_rows(ctx, x, L.attn_norm, n, d, eps, xn);
+        quantize_rows(ctx, xn, n, d, ctx.qa);
+        {
+            BITNET_PROFILE_SCOPE("matmul-qkv");
+            project(ctx, L.wq, ctx.qa, ctx.q.data());
+            project(ctx, L.wk, ctx.qa, ctx.k.data());
+            project(ctx, L.wv, ctx.qa, ctx.v.data());
+        }
+        {
+            BITNET_PROFILE_SCOPE("rope");
+            ctx.pool->for_each_row(n, [&](int64_t i) {
+                const int pos = positions[i];
+                const size_t at = seq_ids[i] * slot_stride + (size_t)pos * dkv;
+                rope(ctx.q.data() + i * dq, hp.n_head, (int)hd, pos, ctx.inv_freq.data());
+                rope(ctx.k.data() + i * dkv, hp.n_head_kv, (int)hd, pos, ctx.inv_freq.data());
+                std::memcpy(kc + at, ctx.k.data() + i * dkv, dkv * sizeof(float));
+                std::memcpy(vc + at, ctx.v.data() + i * dkv, dkv * sizeof(float));
+            });
+        }
+        {
+            BITNET_PROFILE_SCOPE("attention");
+            ctx.pool->run([&](int ith, int nth) {
+                float* scratch = ctx.scores.data() + (size_t)ith * ctx.n_ctx;
+                const int64_t units = (int64_t)n * hp.n_head;
+                int64_t b, e;
+                ThreadPool::split(units, ith, nth, 1, &b, &e);
+                for (int64_t u = b; u < e; ++u) {
+                    const int i = (int)(u / hp.n_head), h = (int)(u % hp.n_head);
+                    const size_t kvo = seq_ids[i] * slot_stride + (size_t)(h / group) * hd;
+                    attention_head(ctx.q.data() + i * dq + h * hd, kc + kvo, vc + kvo, dkv,
+                                   positions[i] + 1, (int)hd, att_scale, scratch,
+                                   ctx.att.data() + i * dq + h * hd, ctx.b_keys[i]);
+                }
+            });
+        }
+        if (hp.sub_norms) norm_rows(ctx, ctx.att.data(), L.attn_sub_norm, n, dq, eps, ctx.att.data());
+        quantize_rows(ctx, ctx.att.data(), n, dq, ctx.qb);
+        {
+            BITNET_PROFILE_SCOPE("matmul-o");
+            project(ctx, L.wo, ctx.qb, xn);
+        }
+        add_rows(ctx, x, xn, n, d);
+
+        // feed-forward
+        norm_rows(ctx, x, L.ffn_norm, n, d, eps, xn);
+        quantize_rows(ctx, xn, n, d, ctx.qa);
+        {
+            BITNET_PROFILE_SCOPE("matmul-ffn");
+            project(ctx, L.gate, ctx.qa, ctx.ffa.data());
+            project(ctx, L.up, ctx.qa, ctx.ffb.data());
+        }
+        float* fa = ctx.ffa.data();
+        gated_activation(ctx, hp.act, fa, ctx.ffb.data(), n, ff);
+        if (hp.sub_norms) norm_rows(ctx, fa, L.ffn_sub_norm, n, ff, eps, fa);
+        quantize_rows(ctx, fa, n, ff, ctx.qb);
+        {
+            BITNET_PROFILE_SCOPE("matmul-ffn");
+            project(ctx, L.down, ctx.qb, xn);
+        }
+        add_rows(ctx, x, xn, n, d);
+    }
+    for (int i = 0; i < n; ++i) ctx.seq_len[seq_ids[i]] = ctx.seq_end[seq_ids[i]];
+
+    // The output layer only for the tokens that want logits, their rows gathered into xn.
+    int rows = 0;
+    for (int i = 0; i < n; ++i)
+        if (want[i]) ctx.b_rows[rows++] = i;
+    if (rows == 0) return;
+    const int32_t* src = ctx.b_rows.data();
+    {
+        BITNET_PROFILE_SCOPE("norm");
+        ctx.pool->for_each_row(rows, [&](int64_t r) {
+            rms_norm(x + src[r] * d, m.output_norm.data(), d, eps, xn + r * d);
+        });
+    }
+    const size_t first = (size_t)ctx.n_logits * hp.n_vocab;
+    ctx.logits.resize(first + (size_t)rows * hp.n_vocab);
+    {
+        BITNET_PROFILE_SCOPE("output");
+        float_matmul(ctx, m.output, xn, rows, ctx.logits.data() + first);
+    }
+    for (int r = 0; r < rows; ++r) ctx.logits_tok.push_back(first_index + src[r]);
+    ctx.n_logits += rows;
+}
+
+}  // namespace bitnet
