@@ -1,6 +1,19 @@
-// bitnet-cli: text completion from a GGUF model. Prints the prompt, streams the generated text to
-// stdout as tokens come, and prints prompt and generation speed to stderr at the end.
-// Uses only the public C API (include/bitnet.h).
+// bitnet-cli: text completion or chat with a GGUF model. Uses only the public C API
+// (include/bitnet.h).
+//
+// Completion: prints the prompt, streams the generated text to stdout as tokens come, and prints
+// prompt and generation speed to stderr at the end.
+//
+// Chat (-cnv): -p is the system prompt; each line read from stdin is a user turn, answered in a
+// stream. The conversation is rendered whole with the model's chat template and tokenized at every
+// turn; only the tokens past the longest prefix already in the KV cache are evaluated, so the
+// model sees exactly the tokens a fresh run of the whole conversation would give it, while the
+// cache is reused across turns. When the conversation outgrows the context, its oldest turns are
+// dropped (the system prompt is kept) and what remains is evaluated again. Ctrl-C (SIGINT) stops
+// an answer and returns to the prompt; Ctrl-C at the prompt, end of input or /exit ends the chat.
+#include <signal.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -37,14 +50,18 @@ struct Args {
     long long seed = -1;
     bool ignore_eos = false;
     bool display_prompt = true;
+    bool conversation = false;
+    std::string chat_template;  // empty: the model's own
 };
 
 void usage(FILE* out) {
     std::fprintf(out,
         "usage: bitnet-cli -m MODEL.gguf -p PROMPT [options]\n"
+        "       bitnet-cli -m MODEL.gguf -cnv [-p SYSTEM_PROMPT] [options]\n"
         "  -m, --model FILE        GGUF model\n"
-        "  -p, --prompt TEXT       prompt\n"
-        "  -n, --n-predict N       tokens to generate (default 128; -1 = until end of text or full context)\n"
+        "  -p, --prompt TEXT       prompt (with -cnv: the system prompt)\n"
+        "  -n, --n-predict N       tokens to generate, per answer with -cnv (default 128;\n"
+        "                          -1 = until end of text or full context)\n"
         "  -t, --threads N         threads (default: all cores)\n"
         "  -c, --ctx-size N        context size in tokens (default 2048, 0 = the model's)\n"
         "  -b, --batch-size N      tokens per forward pass for the prompt (default 512)\n"
@@ -56,7 +73,15 @@ void usage(FILE* out) {
         "      --repeat-last-n N   tokens the penalty looks back over (default 64)\n"
         "  -s, --seed N            random seed (default -1 = random)\n"
         "      --ignore-eos        keep generating past the end-of-text token\n"
-        "      --no-display-prompt do not echo the prompt\n");
+        "      --no-display-prompt do not echo the prompt\n"
+        "  -cnv, --conversation    chat: each line read from stdin is a user turn, answered until the\n"
+        "                          model ends its turn; /exit, end of input (Ctrl-D) or Ctrl-C at the\n"
+        "                          prompt quit; Ctrl-C during an answer stops it. When the conversation\n"
+        "                          outgrows the context (-c), the oldest turns are dropped (the system\n"
+        "                          prompt is kept) and the rest is evaluated again\n"
+        "      --chat-template NAME chat format: %s (default: recognized from the\n"
+        "                          model's tokenizer.chat_template)\n",
+        bitnet_chat_template_names());
 }
 
 Args parse_args(int argc, char** argv) {
@@ -83,6 +108,8 @@ Args parse_args(int argc, char** argv) {
         else if (f == "-s" || f == "--seed") a.seed = parse_int(f, next());
         else if (f == "--ignore-eos") a.ignore_eos = true;
         else if (f == "--no-display-prompt") a.display_prompt = false;
+        else if (f == "-cnv" || f == "--conversation") a.conversation = true;
+        else if (f == "--chat-template") a.chat_template = next();
         else die("unknown argument '" + f + "' (see bitnet-cli --help)");
     }
     if (a.model.empty()) die("no model given: use -m MODEL.gguf (see bitnet-cli --help)");
@@ -90,6 +117,8 @@ Args parse_args(int argc, char** argv) {
     if (a.n_ctx < 0) die("-c must be >= 0");
     if (a.n_batch <= 0) die("-b must be > 0");
     if (a.n_predict < -1) die("-n must be >= -1");
+    if (!a.chat_template.empty() && !a.conversation)
+        die("--chat-template only applies to chat mode: add -cnv");
     return a;
 }
 
@@ -105,21 +134,15 @@ std::string piece(const bitnet_model* m, bitnet_token t) {
     return s;
 }
 
-}  // namespace
+// What runs, on stderr, once the input has been checked (so that bad input stays one line).
+void print_banner(const bitnet_model* model, const bitnet_context* ctx, uint64_t seed) {
+    std::fprintf(stderr, "model: %s, %d threads, kernels %s, seed %llu\n", bitnet_model_desc(model),
+                 bitnet_context_n_threads(ctx), bitnet_isa(), (unsigned long long)seed);
+}
 
-int main(int argc, char** argv) {
-    Args a = parse_args(argc, argv);
-
-    bitnet_model* model = bitnet_model_load(a.model.c_str());
-    if (!model) die(bitnet_last_error());
-
-    bitnet_context_params cp = bitnet_context_default_params();
-    cp.n_ctx = a.n_ctx;
-    cp.n_threads = a.n_threads;
-    cp.n_batch = a.n_batch;
-    bitnet_context* ctx = bitnet_context_new(model, cp);
-    if (!ctx) die(bitnet_last_error());
-
+// Completion: the prompt (with BOS) and its continuation.
+void run_completion(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler,
+                    const Args& a, uint64_t seed) {
     std::vector<bitnet_token> prompt(a.prompt.size() + 8);
     int32_t np = bitnet_tokenize(model, a.prompt.data(), (int32_t)a.prompt.size(), prompt.data(),
                                  (int32_t)prompt.size(), 1, 1);
@@ -130,21 +153,9 @@ int main(int argc, char** argv) {
     if (np >= n_ctx)
         die("the prompt has " + std::to_string(np) + " tokens but the context holds " +
             std::to_string(n_ctx) + ": use a larger -c or a shorter prompt");
-
-    bitnet_sampler_params sp = bitnet_sampler_default_params();
-    sp.temperature = a.temp;
-    sp.top_k = a.top_k;
-    sp.top_p = a.top_p;
-    sp.min_p = a.min_p;
-    sp.repeat_penalty = a.repeat_penalty;
-    sp.repeat_last_n = a.repeat_last_n;
-    sp.seed = a.seed < 0 ? std::random_device{}() : (uint64_t)a.seed;
-    bitnet_sampler* sampler = bitnet_sampler_new(&sp);
-    if (!sampler) die(bitnet_last_error());
     for (bitnet_token t : prompt) bitnet_sampler_accept(sampler, t);
 
-    std::fprintf(stderr, "model: %s, %d threads, kernels %s, seed %llu\n", bitnet_model_desc(model),
-                 bitnet_context_n_threads(ctx), bitnet_isa(), (unsigned long long)sp.seed);
+    print_banner(model, ctx, seed);
     if (a.display_prompt) {
         std::fwrite(a.prompt.data(), 1, a.prompt.size(), stdout);
         std::fflush(stdout);
@@ -181,6 +192,271 @@ int main(int argc, char** argv) {
                  tp > 0 ? np / tp : 0.0);
     std::fprintf(stderr, "generation:  %d tokens in %.3f s (%.2f tokens/s)\n", n_decoded, t_gen,
                  t_gen > 0 ? n_decoded / t_gen : 0.0);
+}
+
+// ---- chat ------------------------------------------------------------------------------------
+
+volatile sig_atomic_t g_interrupted = 0;
+
+void on_sigint(int) { g_interrupted = 1; }
+
+// SIGINT sets a flag instead of killing the process. No SA_RESTART: a read(2) waiting at the
+// prompt returns EINTR at once, so Ctrl-C there is seen without another key.
+void catch_sigint() {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, nullptr);
+}
+
+enum class Input { LINE, END, INTERRUPTED };
+
+// Lines from stdin through read(2) rather than stdio, whose buffering would hide an EINTR.
+class LineReader {
+public:
+    Input next(std::string* line) {
+        for (;;) {
+            const size_t nl = buf_.find('\n');
+            if (nl != std::string::npos) {
+                *line = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                if (!line->empty() && line->back() == '\r') line->pop_back();
+                return Input::LINE;
+            }
+            if (eof_) {
+                if (buf_.empty()) return Input::END;
+                line->swap(buf_);  // a last line without its newline
+                buf_.clear();
+                return Input::LINE;
+            }
+            char chunk[4096];
+            const ssize_t n = read(0, chunk, sizeof chunk);
+            if (n < 0 && errno == EINTR) {
+                if (g_interrupted) return Input::INTERRUPTED;
+                continue;
+            }
+            if (n <= 0) eof_ = true;  // end of input, or an unreadable stdin: both end the chat
+            else buf_.append(chunk, (size_t)n);
+        }
+    }
+
+private:
+    std::string buf_;
+    bool eof_ = false;
+};
+
+struct Message {
+    std::string role, content;
+};
+
+class ChatSession {
+public:
+    ChatSession(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler, const Args& a)
+        : model_(model), ctx_(ctx), sampler_(sampler), a_(a),
+          tmpl_(a.chat_template.empty() ? nullptr : a.chat_template.c_str()),
+          n_ctx_(bitnet_context_n_ctx(ctx)) {
+        // Fail on an unknown or missing template now, not after the first question.
+        if (bitnet_chat_apply(model_, tmpl_, nullptr, 0, true, nullptr, 0) < 0) die(bitnet_last_error());
+        if (!a.prompt.empty()) msgs_.push_back({"system", a.prompt});
+        // Leave room for an answer: -n tokens, at most half the context.
+        room_ = std::min(a.n_predict > 0 ? a.n_predict : n_ctx_ / 4, n_ctx_ / 2);
+    }
+
+    const char* template_name() const {
+        if (tmpl_) return tmpl_;
+        const char* name = bitnet_chat_template_name(model_);
+        return name ? name : "?";
+    }
+
+    // One user turn: evaluates the conversation up to the assistant prompt and streams the answer.
+    void turn(const std::string& user) {
+        msgs_.push_back({"user", user});
+        std::vector<bitnet_token> toks = fitting_prompt();
+        if (toks.empty()) return;
+        feed(toks);
+        msgs_.push_back({"assistant", answer()});
+    }
+
+    void report() const {
+        std::fprintf(stderr, "prompt eval: %lld tokens in %.3f s (%.2f tokens/s)\n", n_fed_, t_fed_,
+                     t_fed_ > 0 ? n_fed_ / t_fed_ : 0.0);
+        std::fprintf(stderr, "generation:  %lld tokens in %.3f s (%.2f tokens/s)\n", n_gen_, t_gen_,
+                     t_gen_ > 0 ? n_gen_ / t_gen_ : 0.0);
+    }
+
+private:
+    std::vector<bitnet_token> render_tokens() const {
+        std::vector<bitnet_chat_message> cm;
+        for (const Message& m : msgs_) cm.push_back({m.role.c_str(), m.content.c_str()});
+        std::string text(256, '\0');
+        for (int pass = 0; pass < 2; ++pass) {
+            const int32_t n = bitnet_chat_apply(model_, tmpl_, cm.data(), cm.size(), true, &text[0],
+                                                (int32_t)text.size());
+            if (n < 0) die(bitnet_last_error());
+            const bool fits = (size_t)n < text.size();
+            text.resize((size_t)n + (fits ? 0 : 1));
+            if (fits) break;
+        }
+        std::vector<bitnet_token> toks(text.size() + 8);
+        for (int pass = 0; pass < 2; ++pass) {
+            const int32_t n = bitnet_tokenize(model_, text.data(), (int32_t)text.size(), toks.data(),
+                                              (int32_t)toks.size(), 0, 1);
+            if (n == INT32_MIN) die(bitnet_last_error());
+            if (n >= 0) {
+                toks.resize((size_t)n);
+                break;
+            }
+            toks.resize((size_t)-n);
+        }
+        return toks;
+    }
+
+    // The tokens of the conversation, after dropping its oldest turns (never the system prompt)
+    // until they leave room for an answer. Empty, with the new message withdrawn, when the new
+    // message alone does not fit.
+    std::vector<bitnet_token> fitting_prompt() {
+        const size_t first = (!msgs_.empty() && msgs_[0].role == "system") ? 1 : 0;
+        int dropped = 0;
+        for (;;) {
+            std::vector<bitnet_token> toks = render_tokens();
+            const bool older_turns = msgs_.size() - 1 > first;
+            if ((int64_t)toks.size() + room_ <= n_ctx_ || (!older_turns && (int64_t)toks.size() < n_ctx_)) {
+                if (dropped > 0)
+                    std::fprintf(stderr, "[context full: dropped the %d oldest message%s]\n", dropped,
+                                 dropped == 1 ? "" : "s");
+                return toks;
+            }
+            if (!older_turns) {
+                std::fprintf(stderr,
+                             "[this message needs %zu tokens with the system prompt, more than the "
+                             "context of %d: use a larger -c or a shorter message]\n",
+                             toks.size(), n_ctx_);
+                msgs_.pop_back();
+                return {};
+            }
+            // Drop a whole exchange: the oldest user message and the answer that follows it.
+            const size_t n = msgs_[first + 1].role == "assistant" && first + 2 < msgs_.size() ? 2 : 1;
+            msgs_.erase(msgs_.begin() + first, msgs_.begin() + first + n);
+            dropped += (int)n;
+        }
+    }
+
+    // Brings the KV cache to `toks`: keeps the longest common prefix, evaluates the rest.
+    void feed(const std::vector<bitnet_token>& toks) {
+        size_t keep = 0;
+        while (keep < cached_.size() && keep < toks.size() && cached_[keep] == toks[keep]) ++keep;
+        if (keep == toks.size()) --keep;  // the last token is run again for its logits
+        bitnet_context_truncate(ctx_, (int32_t)keep);
+        cached_.resize(keep);
+        const double t0 = now_s();
+        if (bitnet_decode(ctx_, toks.data() + keep, (int32_t)(toks.size() - keep), 0) != 0)
+            die(bitnet_last_error());
+        t_fed_ += now_s() - t0;
+        n_fed_ += (long long)(toks.size() - keep);
+        for (size_t i = keep; i < toks.size(); ++i) {
+            cached_.push_back(toks[i]);
+            bitnet_sampler_accept(sampler_, toks[i]);
+        }
+    }
+
+    // Streams the answer to stdout until the end-of-turn token, -n tokens, a full context or
+    // Ctrl-C; returns its text.
+    std::string answer() {
+        const int32_t n_vocab = bitnet_model_n_vocab(model_);
+        std::string text;
+        for (int n = 0; a_.n_predict < 0 || n < a_.n_predict; ++n) {
+            if (g_interrupted) break;
+            const bitnet_token t = bitnet_sampler_sample(sampler_, bitnet_get_logits(ctx_, -1), n_vocab);
+            bitnet_sampler_accept(sampler_, t);
+            if (!a_.ignore_eos && bitnet_token_is_eog(model_, t)) break;
+            const std::string s = piece(model_, t);
+            std::fwrite(s.data(), 1, s.size(), stdout);
+            std::fflush(stdout);
+            text += s;
+            ++n_gen_;
+            if (a_.n_predict >= 0 && n + 1 == a_.n_predict) break;  // the last token needs no pass
+            if ((int32_t)cached_.size() >= n_ctx_) {
+                std::fprintf(stderr, "\n[context full: answer cut; the oldest turns will be dropped]");
+                break;
+            }
+            const double t0 = now_s();
+            if (bitnet_decode(ctx_, &t, 1, 0) != 0) die(bitnet_last_error());
+            t_gen_ += now_s() - t0;
+            cached_.push_back(t);
+        }
+        g_interrupted = 0;  // an interrupted answer ends here; the chat goes on
+        std::fputc('\n', stdout);
+        std::fflush(stdout);
+        return text;
+    }
+
+    bitnet_model* model_;
+    bitnet_context* ctx_;
+    bitnet_sampler* sampler_;
+    const Args& a_;
+    const char* tmpl_;  // --chat-template, or nullptr for the model's
+    int32_t n_ctx_;
+    int32_t room_;
+    std::vector<Message> msgs_;
+    std::vector<bitnet_token> cached_;  // the tokens in the KV cache, in order
+    long long n_fed_ = 0, n_gen_ = 0;
+    double t_fed_ = 0.0, t_gen_ = 0.0;
+};
+
+void run_chat(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler, const Args& a,
+              uint64_t seed) {
+    ChatSession chat(model, ctx, sampler, a);
+    catch_sigint();
+    print_banner(model, ctx, seed);
+    std::fprintf(stderr,
+                 "chat (template %s): type a message and press Enter; /exit, Ctrl-D or Ctrl-C at "
+                 "the prompt quits, Ctrl-C during an answer stops it\n",
+                 chat.template_name());
+    LineReader input;
+    std::string line;
+    for (;;) {
+        std::fputs("> ", stdout);
+        std::fflush(stdout);
+        const Input got = input.next(&line);
+        if (got != Input::LINE || line == "/exit") break;
+        if (line.empty()) continue;
+        chat.turn(line);
+    }
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    chat.report();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Args a = parse_args(argc, argv);
+
+    bitnet_model* model = bitnet_model_load(a.model.c_str());
+    if (!model) die(bitnet_last_error());
+
+    bitnet_context_params cp = bitnet_context_default_params();
+    cp.n_ctx = a.n_ctx;
+    cp.n_threads = a.n_threads;
+    cp.n_batch = a.n_batch;
+    bitnet_context* ctx = bitnet_context_new(model, cp);
+    if (!ctx) die(bitnet_last_error());
+
+    bitnet_sampler_params sp = bitnet_sampler_default_params();
+    sp.temperature = a.temp;
+    sp.top_k = a.top_k;
+    sp.top_p = a.top_p;
+    sp.min_p = a.min_p;
+    sp.repeat_penalty = a.repeat_penalty;
+    sp.repeat_last_n = a.repeat_last_n;
+    sp.seed = a.seed < 0 ? std::random_device{}() : (uint64_t)a.seed;
+    bitnet_sampler* sampler = bitnet_sampler_new(&sp);
+    if (!sampler) die(bitnet_last_error());
+
+    if (a.conversation) run_chat(model, ctx, sampler, a, sp.seed);
+    else run_completion(model, ctx, sampler, a, sp.seed);
 
     bitnet_sampler_free(sampler);
     bitnet_context_free(ctx);
