@@ -9,6 +9,7 @@
 #ifndef BITNET_H
 #define BITNET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,13 +69,24 @@ BITNET_API int32_t bitnet_tokenize(const bitnet_model* model, const char* text, 
  * len is too small, INT32_MIN for an invalid token. */
 BITNET_API int32_t bitnet_token_to_piece(const bitnet_model* model, bitnet_token token, char* buf,
                                          int32_t len);
+/* The text of ids[0..n) into buf (UTF-8 bytes, not NUL-terminated), as Hugging Face's decode
+ * gives it (for SentencePiece vocabularies the leading space of the first piece is dropped, so
+ * this can differ from concatenated pieces); special tokens are written as their text. Returns
+ * the byte count, -(needed) when len is too small (nothing written), INT32_MIN for an invalid
+ * token id. */
+BITNET_API int32_t bitnet_detokenize(const bitnet_model* model, const bitnet_token* ids, int32_t n,
+                                     char* buf, int32_t len);
 
 /* ---- context: KV cache and forward pass ------------------------------------------------- */
 
+/* A context holds n_seq_max independent sequences ("slots", ids 0 .. n_seq_max-1), each with its
+ * own KV cache of n_ctx positions and its own length. The one-sequence calls (bitnet_decode,
+ * n_past, truncate) act on sequence 0. */
 typedef struct bitnet_context_params {
-    int32_t n_ctx;     /* KV cache length in tokens; 0 = the model's training context */
+    int32_t n_ctx;     /* KV cache length in tokens, per sequence; 0 = the model's training context */
     int32_t n_threads; /* 0 = all cores */
     int32_t n_batch;   /* most tokens per forward pass; 0 = 512 */
+    int32_t n_seq_max; /* sequence slots; 0 = 1. The KV cache takes n_seq_max times the memory */
 } bitnet_context_params;
 
 BITNET_API bitnet_context_params bitnet_context_default_params(void);
@@ -82,19 +94,49 @@ BITNET_API bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_contex
 BITNET_API void bitnet_context_free(bitnet_context* ctx);
 BITNET_API int32_t bitnet_context_n_ctx(const bitnet_context* ctx);
 BITNET_API int32_t bitnet_context_n_threads(const bitnet_context* ctx);
-/* Tokens currently in the KV cache. */
+BITNET_API int32_t bitnet_context_n_seq_max(const bitnet_context* ctx);
+/* Tokens currently in the KV cache of sequence 0. */
 BITNET_API int32_t bitnet_context_n_past(const bitnet_context* ctx);
-/* Drops cached tokens from position n_keep on (0 clears the cache). */
+/* Drops sequence 0's cached tokens from position n_keep on (0 clears it), and the logits of the
+ * last decode call. */
 BITNET_API void bitnet_context_truncate(bitnet_context* ctx, int32_t n_keep);
 
-/* Runs tokens[0..n) at positions n_past, n_past+1, ... and appends them to the KV cache (in
- * chunks of n_batch). With logits_all, logits are kept for every token; otherwise only for the
- * last one. Returns 0, or -1 on error (context full, invalid token). */
+/* Runs tokens[0..n) of sequence 0 at positions n_past, n_past+1, ... and appends them to its KV
+ * cache (in chunks of n_batch). With logits_all, logits are kept for every token; otherwise only
+ * for the last one. Returns 0, or -1 on error (context full, invalid token). */
 BITNET_API int bitnet_decode(bitnet_context* ctx, const bitnet_token* tokens, int32_t n,
                              int logits_all);
-/* Logits (n_vocab floats) of token i of the last bitnet_decode call; i = -1 is the last token.
- * NULL when that token's logits were not kept. */
+/* Logits (n_vocab floats) of token i of the last decode call (bitnet_decode or
+ * bitnet_decode_batch); i = -1 is the last token. NULL when that token's logits were not kept.
+ * Valid until the next decode or truncate call. */
 BITNET_API const float* bitnet_get_logits(bitnet_context* ctx, int32_t i);
+
+/* Runs a batch of n tokens of any sequences: token i belongs to sequence seq_ids[i] at position
+ * positions[i], and its logits are kept when want_logits[i] is non-zero (want_logits may be NULL:
+ * only token n-1). One forward pass (per n_batch tokens) serves every sequence of the batch: each
+ * weight matrix is read once for all of them. Within a sequence the positions must continue its
+ * cache with no gap: its first token in the batch at bitnet_seq_length(seq), the next one at +1,
+ * and so on (tokens of different sequences may interleave). A token attends to its own sequence
+ * only; per sequence, the results are those bitnet_decode would give on that sequence alone in the
+ * same chunks. The whole batch is checked before anything runs: returns 0, or -1 with nothing
+ * changed and bitnet_last_error() naming the token (sequence id out of range, position not
+ * contiguous, the sequence's context full, token id outside the vocabulary). */
+BITNET_API int32_t bitnet_decode_batch(bitnet_context* ctx, const bitnet_token* tokens,
+                                       const int32_t* seq_ids, const int32_t* positions,
+                                       const int8_t* want_logits, int32_t n);
+/* Logits (n_vocab floats) of token i (its index in the last batch) of the last decode call, or
+ * NULL (and bitnet_last_error) when i is out of range or that token did not ask for logits.
+ * Valid until the next decode or truncate call. */
+BITNET_API const float* bitnet_get_logits_ith(bitnet_context* ctx, int32_t i);
+
+/* Tokens in the KV cache of sequence seq; -1 (and bitnet_last_error) for an invalid seq. */
+BITNET_API int32_t bitnet_seq_length(const bitnet_context* ctx, int32_t seq);
+/* Empties sequence seq (its next token goes to position 0); no other sequence is touched.
+ * An invalid seq is ignored (and reported in bitnet_last_error). */
+BITNET_API void bitnet_seq_clear(bitnet_context* ctx, int32_t seq);
+/* Keeps the first n_keep tokens of sequence seq (n_keep <= 0 clears it; larger than its length:
+ * no change). An invalid seq is ignored (and reported in bitnet_last_error). */
+BITNET_API void bitnet_seq_truncate(bitnet_context* ctx, int32_t seq, int32_t n_keep);
 
 /* ---- sampling ------------------------------------------------------------------------- */
 
@@ -117,6 +159,33 @@ BITNET_API void bitnet_sampler_reset(bitnet_sampler* sampler);
 /* Picks the next token from logits[0..n_vocab) (not modified). Does not accept it. */
 BITNET_API bitnet_token bitnet_sampler_sample(bitnet_sampler* sampler, const float* logits,
                                               int32_t n_vocab);
+
+/* ---- chat templates ------------------------------------------------------------------- */
+
+/* One message of a conversation; both strings are UTF-8 and NUL-terminated. */
+typedef struct bitnet_chat_message {
+    const char* role; /* "system", "user" or "assistant" */
+    const char* content;
+} bitnet_chat_message;
+
+/* Names of the built-in chat templates, comma-separated: "bitnet, llama3, falcon3, chatml". */
+BITNET_API const char* bitnet_chat_template_names(void);
+/* The built-in template recognized in the model's tokenizer.chat_template ("bitnet", "llama3",
+ * ...), or NULL when the model has no template or one that matches none of them. */
+BITNET_API const char* bitnet_chat_template_name(const bitnet_model* model);
+
+/* Renders msgs[0..n_msgs) as the prompt text the model was trained on, exactly as Hugging Face's
+ * apply_chat_template renders it with the model's template; with add_assistant the text that
+ * opens the assistant's reply is appended. tmpl: a built-in name, a Jinja template text to
+ * recognize, or NULL for the model's own template. The text holds special tokens (BOS where the
+ * template writes it): tokenize it with parse_special and without add_bos.
+ * Returns the length of the whole text in bytes and copies min(length, buf_len) bytes into buf,
+ * NUL-terminated when length < buf_len (call again with length + 1 bytes when it did not fit;
+ * buf may be NULL when buf_len is 0). Returns -1 when the template is unknown or the model has
+ * none (the message names --chat-template and the built-in names) or a message is NULL. */
+BITNET_API int32_t bitnet_chat_apply(const bitnet_model* model, const char* tmpl,
+                                     const bitnet_chat_message* msgs, size_t n_msgs,
+                                     bool add_assistant, char* buf, int32_t buf_len);
 
 #ifdef __cplusplus
 }

@@ -1,15 +1,16 @@
 """ctypes bindings over the engine's C API (include/bitnet.h, build/lib/libbitnet.so).
 
-Thin and typed: a Model owns a bitnet_model*, a Context a bitnet_context*; engine failures raise
-BitnetError carrying the engine's own message. Used by the tests and the Python tools.
+Thin and typed: a Model owns a bitnet_model*, a Context a bitnet_context* (KV cache slots for one
+or several sequences, advanced together by Context.decode_batch); engine failures raise
+BitnetError carrying the engine's own message. Used by the tests, the Python tools and the server.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -21,7 +22,12 @@ class BitnetError(RuntimeError):
 
 
 class _ContextParams(ctypes.Structure):
-    _fields_ = [("n_ctx", ctypes.c_int32), ("n_threads", ctypes.c_int32), ("n_batch", ctypes.c_int32)]
+    _fields_ = [("n_ctx", ctypes.c_int32), ("n_threads", ctypes.c_int32), ("n_batch", ctypes.c_int32),
+                ("n_seq_max", ctypes.c_int32)]
+
+
+class _ChatMessage(ctypes.Structure):
+    _fields_ = [("role", ctypes.c_char_p), ("content", ctypes.c_char_p)]
 
 
 class _SamplerParams(ctypes.Structure):
@@ -77,21 +83,33 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         "bitnet_token_is_eog": (c.c_int, [P, c.c_int32]),
         "bitnet_tokenize": (c.c_int32, [P, c.c_char_p, c.c_int32, c.POINTER(c.c_int32), c.c_int32, c.c_int, c.c_int]),
         "bitnet_token_to_piece": (c.c_int32, [P, c.c_int32, c.c_char_p, c.c_int32]),
+        "bitnet_detokenize": (c.c_int32, [P, c.POINTER(c.c_int32), c.c_int32, c.c_char_p, c.c_int32]),
         "bitnet_context_default_params": (_ContextParams, []),
         "bitnet_context_new": (P, [P, _ContextParams]),
         "bitnet_context_free": (None, [P]),
         "bitnet_context_n_ctx": (c.c_int32, [P]),
         "bitnet_context_n_past": (c.c_int32, [P]),
         "bitnet_context_n_threads": (c.c_int32, [P]),
+        "bitnet_context_n_seq_max": (c.c_int32, [P]),
         "bitnet_context_truncate": (None, [P, c.c_int32]),
         "bitnet_decode": (c.c_int, [P, c.POINTER(c.c_int32), c.c_int32, c.c_int]),
         "bitnet_get_logits": (c.POINTER(c.c_float), [P, c.c_int32]),
+        "bitnet_decode_batch": (c.c_int32, [P, c.POINTER(c.c_int32), c.POINTER(c.c_int32), c.POINTER(c.c_int32),
+                                            c.POINTER(c.c_int8), c.c_int32]),
+        "bitnet_get_logits_ith": (c.POINTER(c.c_float), [P, c.c_int32]),
+        "bitnet_seq_length": (c.c_int32, [P, c.c_int32]),
+        "bitnet_seq_clear": (None, [P, c.c_int32]),
+        "bitnet_seq_truncate": (None, [P, c.c_int32, c.c_int32]),
         "bitnet_sampler_default_params": (_SamplerParams, []),
         "bitnet_sampler_new": (P, [c.POINTER(_SamplerParams)]),
         "bitnet_sampler_free": (None, [P]),
         "bitnet_sampler_accept": (None, [P, c.c_int32]),
         "bitnet_sampler_reset": (None, [P]),
         "bitnet_sampler_sample": (c.c_int32, [P, c.POINTER(c.c_float), c.c_int32]),
+        "bitnet_chat_template_names": (c.c_char_p, []),
+        "bitnet_chat_template_name": (c.c_char_p, [P]),
+        "bitnet_chat_apply": (c.c_int32, [P, c.c_char_p, c.POINTER(_ChatMessage), c.c_size_t, c.c_bool,
+                                          c.c_char_p, c.c_int32]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -190,44 +208,163 @@ class Model(_Handle):
             n = self._lib.bitnet_token_to_piece(self._p, token, buf, -n)
         return buf.raw[:n]
 
+    def detokenize_bytes(self, tokens: Sequence[int]) -> bytes:
+        """The bytes of ``tokens`` as text, as Hugging Face's decode gives them (special tokens as
+        their text; for SentencePiece vocabularies without the dummy-prefix space, which is where
+        this differs from joining token_to_piece). Raises BitnetError for an invalid id."""
+        ids = (ctypes.c_int32 * max(len(tokens), 1))(*tokens)
+        cap = 16 * len(tokens) + 16
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(cap)
+            n = self._lib.bitnet_detokenize(self._p, ids, len(tokens), buf, cap)
+            if n == INT32_MIN:
+                raise _error()
+            if n >= 0:
+                return buf.raw[:n]
+            cap = -n
+        raise BitnetError("detokenize: text length changed between calls")
+
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self.token_to_piece(t) for t in tokens).decode("utf-8", "replace")
+        """detokenize_bytes decoded as UTF-8 (ill-formed bytes become U+FFFD)."""
+        return self.detokenize_bytes(tokens).decode("utf-8", "replace")
+
+    @property
+    def chat_template(self) -> str | None:
+        """The built-in chat template recognized in the model's tokenizer.chat_template ("bitnet",
+        "llama3", ...), or None when it has none or an unknown one."""
+        v = self._lib.bitnet_chat_template_name(self._p)
+        return None if v is None else v.decode()
+
+    def chat_apply(self, messages: Sequence[dict[str, str]], add_assistant: bool = True,
+                   template: str | None = None) -> str:
+        """The conversation ``[{"role": ..., "content": ...}, ...]`` as prompt text, rendered like
+        transformers' apply_chat_template. ``template``: a built-in name or a Jinja text (None: the
+        model's own). Tokenize the result with ``add_bos=False, parse_special=True``. Raises
+        BitnetError for an unknown template."""
+        keep = [(m["role"].encode("utf-8"), m["content"].encode("utf-8")) for m in messages]
+        arr = (_ChatMessage * max(len(keep), 1))(*[_ChatMessage(r, t) for r, t in keep])
+        tmpl = None if template is None else template.encode("utf-8")
+        cap = 256 + sum(len(r) + len(t) for r, t in keep) * 2
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(cap)
+            n = self._lib.bitnet_chat_apply(self._p, tmpl, arr, len(keep), add_assistant, buf, cap)
+            if n < 0:
+                raise _error()
+            if n < cap:
+                return buf.raw[:n].decode("utf-8")
+            cap = n + 1
+        raise BitnetError("chat_apply: text length changed between calls")
+
+
+def chat_template_names() -> list[str]:
+    """Names of the engine's built-in chat templates."""
+    return load_library().bitnet_chat_template_names().decode().split(", ")
 
 
 class Context(_Handle):
-    """KV cache and forward pass over a Model."""
+    """KV cache and forward pass over a Model, for ``n_seq_max`` independent sequences (slots
+    0 .. n_seq_max-1), each holding up to ``n_ctx`` tokens.
+
+    ``decode``, ``n_past`` and ``truncate`` work on sequence 0; ``decode_batch`` advances any
+    sequences together in one forward pass (each weight matrix read once for all of them), and
+    ``seq_length``/``seq_clear``/``seq_truncate`` manage the slots. Not thread-safe."""
     _free = "bitnet_context_free"
 
-    def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512):
+    def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
+                 n_seq_max: int = 1):
+        """n_ctx: positions per sequence (0: the model's training context); n_threads: 0 for all
+        cores; n_batch: most tokens per forward pass (longer calls are split); n_seq_max: sequence
+        slots (the KV cache takes n_seq_max times the memory). Raises BitnetError."""
         self.model = model
         self._lib = model._lib
-        params = _ContextParams(n_ctx, n_threads, n_batch)
+        params = _ContextParams(n_ctx, n_threads, n_batch, n_seq_max)
         self._p = self._lib.bitnet_context_new(model._p, params)
         if not self._p:
             raise _error()
 
-
     @property
     def n_past(self) -> int:
+        """Tokens cached for sequence 0."""
         return self._lib.bitnet_context_n_past(self._p)
 
     @property
     def n_ctx(self) -> int:
+        """Positions per sequence."""
         return self._lib.bitnet_context_n_ctx(self._p)
 
+    @property
+    def n_seq_max(self) -> int:
+        """Sequence slots."""
+        return self._lib.bitnet_context_n_seq_max(self._p)
+
     def truncate(self, n_keep: int) -> None:
+        """Keeps the first n_keep tokens of sequence 0."""
         self._lib.bitnet_context_truncate(self._p, n_keep)
 
     def decode(self, tokens: Sequence[int], logits_all: bool = False) -> np.ndarray:
-        """Runs tokens after the cached ones; returns logits [len(tokens) or 1, n_vocab] (a copy)."""
+        """Runs tokens after sequence 0's cached ones; returns logits [len(tokens) or 1, n_vocab]
+        (a copy). Raises BitnetError (context full, invalid token)."""
         arr = (ctypes.c_int32 * len(tokens))(*tokens)
         if self._lib.bitnet_decode(self._p, arr, len(tokens), int(logits_all)) != 0:
             raise _error()
-        n_vocab = self.model.n_vocab
         rows = range(len(tokens)) if logits_all else [-1]
+        return self._logits(self._lib.bitnet_get_logits, rows)
+
+    def decode_batch(self, tokens: Sequence[int], seq_ids: Sequence[int], positions: Sequence[int],
+                     want_logits: Sequence[bool] | None = None) -> np.ndarray:
+        """Runs one batch of tokens of any sequences: token i of sequence ``seq_ids[i]`` at position
+        ``positions[i]``. Each sequence's positions continue its cache with no gap (its first token
+        at ``seq_length(seq)``, the next at +1, ...); tokens of different sequences may interleave.
+        ``want_logits[i]`` asks for token i's logits (None: only the last token's).
+
+        Returns the logits of the flagged tokens in batch order, float32 [n_flagged, n_vocab] (a
+        copy). Per sequence they equal what ``decode`` gives on that sequence alone. Raises
+        BitnetError with the engine's message, nothing decoded, for a sequence id out of range, a
+        position that does not continue its sequence, a sequence whose context is full, or a token
+        id outside the vocabulary; ValueError when the lists' lengths differ."""
+        n = len(tokens)
+        if len(seq_ids) != n or len(positions) != n or (want_logits is not None and len(want_logits) != n):
+            raise ValueError(f"decode_batch: tokens, seq_ids, positions and want_logits must have the same "
+                             f"length (got {n}, {len(seq_ids)}, {len(positions)}, "
+                             f"{'None' if want_logits is None else len(want_logits)})")
+        tok = np.ascontiguousarray(tokens, dtype=np.int32)
+        seq = np.ascontiguousarray(seq_ids, dtype=np.int32)
+        pos = np.ascontiguousarray(positions, dtype=np.int32)
+        i32 = ctypes.POINTER(ctypes.c_int32)
+        if want_logits is None:
+            want, want_p, rows = None, None, [n - 1] if n else []
+        else:
+            want = np.ascontiguousarray(want_logits, dtype=np.int8)
+            want_p, rows = want.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)), np.flatnonzero(want).tolist()
+        rc = self._lib.bitnet_decode_batch(self._p, tok.ctypes.data_as(i32), seq.ctypes.data_as(i32),
+                                           pos.ctypes.data_as(i32), want_p, n)
+        if rc != 0:
+            raise _error()
+        return self._logits(self._lib.bitnet_get_logits_ith, rows)
+
+    def seq_length(self, seq: int) -> int:
+        """Tokens cached for sequence seq. Raises BitnetError for an invalid seq."""
+        n = self._lib.bitnet_seq_length(self._p, seq)
+        if n < 0:
+            raise _error()
+        return n
+
+    def seq_clear(self, seq: int) -> None:
+        """Empties sequence seq (its next token goes to position 0); other sequences keep theirs.
+        Raises BitnetError for an invalid seq."""
+        self.seq_length(seq)  # validates seq with the engine's message
+        self._lib.bitnet_seq_clear(self._p, seq)
+
+    def seq_truncate(self, seq: int, n_keep: int) -> None:
+        """Keeps the first n_keep tokens of sequence seq. Raises BitnetError for an invalid seq."""
+        self.seq_length(seq)  # validates seq with the engine's message
+        self._lib.bitnet_seq_truncate(self._p, seq, n_keep)
+
+    def _logits(self, get, rows) -> np.ndarray:
+        n_vocab = self.model.n_vocab
         out = np.empty((len(rows), n_vocab), dtype=np.float32)
         for j, i in enumerate(rows):
-            p = self._lib.bitnet_get_logits(self._p, i)
+            p = get(self._p, i)
             if not p:
                 raise _error()
             out[j] = np.ctypeslib.as_array(p, shape=(n_vocab,))

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "chat/chat.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "sampling/sampler.h"
@@ -37,6 +38,19 @@ R guarded(R on_error, F&& f) {
         g_last_error = e.what();
     }
     return on_error;
+}
+
+// Row of c's logits for token i of the last decode call, or -1.
+int32_t logits_row(const bitnet::Context& c, int32_t i) {
+    const auto it = std::lower_bound(c.logits_tok.begin(), c.logits_tok.end(), i);
+    return it != c.logits_tok.end() && *it == i ? (int32_t)(it - c.logits_tok.begin()) : -1;
+}
+
+// True for a sequence id of ctx; otherwise false, with the reason in bitnet_last_error().
+bool seq_valid(const bitnet_context* ctx, int32_t seq) {
+    if (seq >= 0 && seq < ctx->c->n_seq) return true;
+    g_last_error = bitnet::strfmt("sequence id %d is out of range (0..%d)", seq, ctx->c->n_seq - 1);
+    return false;
 }
 
 }  // namespace
@@ -105,76 +119,140 @@ int32_t bitnet_token_to_piece(const bitnet_model* model, bitnet_token token, cha
     });
 }
 
+int32_t bitnet_detokenize(const bitnet_model* model, const bitnet_token* ids, int32_t n, char* buf,
+                          int32_t len) {
+    return guarded<>((int32_t)INT32_MIN, [&]() -> int32_t {
+        if (n < 0 || (n > 0 && !ids)) bitnet::fail("bitnet_detokenize: no token ids");
+        const std::string text = model->m->tokenizer->decode(std::vector<int32_t>(ids, ids + n));
+        if (text.size() > (size_t)INT32_MAX) bitnet::fail("bitnet_detokenize: text too long");
+        const int32_t size = (int32_t)text.size();
+        if (size > len) return -size;
+        if (size > 0) std::memcpy(buf, text.data(), text.size());
+        return size;
+    });
+}
+
 bitnet_context_params bitnet_context_default_params(void) {
     bitnet_context_params p;
     p.n_ctx = 0;
     p.n_threads = 0;
     p.n_batch = 512;
+    p.n_seq_max = 1;
     return p;
 }
 
 bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_context_params params) {
     return guarded<>((bitnet_context*)nullptr, [&] {
         if (!model) bitnet::fail("no model");
-        if (params.n_ctx < 0 || params.n_threads < 0 || params.n_batch < 0)
+        if (params.n_ctx < 0 || params.n_threads < 0 || params.n_batch < 0 || params.n_seq_max < 0)
             bitnet::fail("context parameters must not be negative");
         bitnet::kernels();  // surface a bad BITNET_ISA here, not in the middle of a decode
-        return new bitnet_context{
-            bitnet::context_new(model->m.get(), params.n_ctx, params.n_threads, params.n_batch)};
+        return new bitnet_context{bitnet::context_new(model->m.get(), params.n_ctx,
+                                                      params.n_threads, params.n_batch,
+                                                      params.n_seq_max)};
     });
 }
 
 void bitnet_context_free(bitnet_context* ctx) { delete ctx; }
 int32_t bitnet_context_n_ctx(const bitnet_context* ctx) { return ctx->c->n_ctx; }
 int32_t bitnet_context_n_threads(const bitnet_context* ctx) { return ctx->c->pool->size(); }
-int32_t bitnet_context_n_past(const bitnet_context* ctx) { return ctx->c->n_past; }
+int32_t bitnet_context_n_seq_max(const bitnet_context* ctx) { return ctx->c->n_seq; }
+int32_t bitnet_context_n_past(const bitnet_context* ctx) { return ctx->c->seq_len[0]; }
 
 void bitnet_context_truncate(bitnet_context* ctx, int32_t n_keep) {
-    if (n_keep < 0) n_keep = 0;
-    if (n_keep < ctx->c->n_past) ctx->c->n_past = n_keep;
-    ctx->c->n_logits = 0;
+    bitnet::Context& c = *ctx->c;
+    c.seq_len[0] = std::min(c.seq_len[0], std::max(n_keep, 0));
+    bitnet::logits_reset(c, 0);
 }
 
 int bitnet_decode(bitnet_context* ctx, const bitnet_token* tokens, int32_t n, int logits_all) {
     return guarded<>(-1, [&] {
         bitnet::Context& c = *ctx->c;
         if (n <= 0) bitnet::fail("bitnet_decode: no tokens");
-        if (c.n_past + n > c.n_ctx)
+        if (c.seq_len[0] + n > c.n_ctx)
             bitnet::fail("the context is full: %d tokens cached + %d new > context size %d; "
                          "use a larger -c or a shorter prompt",
-                         c.n_past, n, c.n_ctx);
+                         c.seq_len[0], n, c.n_ctx);
         const int32_t n_vocab = c.model->hp.n_vocab;
         for (int32_t i = 0; i < n; ++i)
             if (tokens[i] < 0 || tokens[i] >= n_vocab)
                 bitnet::fail("token id %d is outside the vocabulary (0..%d)", tokens[i], n_vocab - 1);
-        // With logits_all every chunk's logits are kept, so gather them across chunks.
-        std::vector<float> all;
+        bitnet::logits_reset(c, n);
         for (int32_t done = 0; done < n;) {
             const int32_t chunk = std::min(n - done, c.n_batch);
-            bitnet::forward_bitnet_b158(c, tokens + done, chunk, logits_all != 0);
-            if (logits_all) all.insert(all.end(), c.logits.begin(), c.logits.end());
+            for (int32_t i = 0; i < chunk; ++i) {
+                c.b_seq[i] = 0;
+                c.b_pos[i] = c.seq_len[0] + i;
+                c.b_want[i] = logits_all != 0 || done + i == n - 1;
+            }
+            bitnet::forward_batch(c, tokens + done, c.b_seq.data(), c.b_pos.data(),
+                                  c.b_want.data(), chunk, done);
             done += chunk;
-        }
-        if (logits_all) {
-            c.logits.swap(all);
-            c.n_logits = n;
-            c.logits_first = 0;
-        } else {
-            c.logits_first = n - 1;
         }
         return 0;
     });
 }
 
 const float* bitnet_get_logits(bitnet_context* ctx, int32_t i) {
-    bitnet::Context& c = *ctx->c;
-    const int32_t n = c.logits_first + c.n_logits;  // tokens in the last decode
-    if (i < 0) i = n - 1;
-    if (i < c.logits_first || i >= n) {
+    const bitnet::Context& c = *ctx->c;
+    const int32_t row = logits_row(c, i < 0 ? c.n_decoded - 1 : i);
+    if (row < 0) {
         g_last_error = "no logits kept for that token";
         return nullptr;
     }
-    return c.logits.data() + (size_t)(i - c.logits_first) * c.model->hp.n_vocab;
+    return c.logits.data() + (size_t)row * c.model->hp.n_vocab;
+}
+
+int32_t bitnet_decode_batch(bitnet_context* ctx, const bitnet_token* tokens, const int32_t* seq_ids,
+                            const int32_t* positions, const int8_t* want_logits, int32_t n) {
+    return guarded<>((int32_t)-1, [&]() -> int32_t {
+        bitnet::Context& c = *ctx->c;
+        if (n <= 0) bitnet::fail("bitnet_decode_batch: no tokens");
+        if (!tokens || !seq_ids || !positions)
+            bitnet::fail("bitnet_decode_batch: tokens, seq_ids and positions are required");
+        bitnet::batch_check(c, tokens, seq_ids, positions, n);
+        bitnet::logits_reset(c, n);
+        for (int32_t done = 0; done < n;) {
+            const int32_t chunk = std::min(n - done, c.n_batch);
+            const int8_t* want = want_logits ? want_logits + done : nullptr;
+            if (!want) {  // only the batch's last token
+                for (int32_t i = 0; i < chunk; ++i) c.b_want[i] = done + i == n - 1;
+                want = c.b_want.data();
+            }
+            bitnet::forward_batch(c, tokens + done, seq_ids + done, positions + done, want, chunk,
+                                  done);
+            done += chunk;
+        }
+        return 0;
+    });
+}
+
+const float* bitnet_get_logits_ith(bitnet_context* ctx, int32_t i) {
+    const bitnet::Context& c = *ctx->c;
+    if (i < 0 || i >= c.n_decoded) {
+        g_last_error = bitnet::strfmt("bitnet_get_logits_ith: index %d is outside the last batch "
+                                      "(%d tokens)", i, c.n_decoded);
+        return nullptr;
+    }
+    const int32_t row = logits_row(c, i);
+    if (row < 0) {
+        g_last_error = bitnet::strfmt("bitnet_get_logits_ith: token %d of the last batch did not "
+                                      "ask for logits (set its want_logits flag)", i);
+        return nullptr;
+    }
+    return c.logits.data() + (size_t)row * c.model->hp.n_vocab;
+}
+
+int32_t bitnet_seq_length(const bitnet_context* ctx, int32_t seq) {
+    return seq_valid(ctx, seq) ? ctx->c->seq_len[seq] : -1;
+}
+
+void bitnet_seq_clear(bitnet_context* ctx, int32_t seq) { bitnet_seq_truncate(ctx, seq, 0); }
+
+void bitnet_seq_truncate(bitnet_context* ctx, int32_t seq, int32_t n_keep) {
+    // The cached keys/values past n_keep stay in memory and are overwritten by the next tokens:
+    // attention reads only positions below the sequence's length.
+    if (seq_valid(ctx, seq)) ctx->c->seq_len[seq] = std::min(ctx->c->seq_len[seq], std::max(n_keep, 0));
 }
 
 bitnet_sampler_params bitnet_sampler_default_params(void) {
@@ -210,6 +288,44 @@ void bitnet_sampler_accept(bitnet_sampler* sampler, bitnet_token token) { sample
 void bitnet_sampler_reset(bitnet_sampler* sampler) { sampler->s.reset(); }
 bitnet_token bitnet_sampler_sample(bitnet_sampler* sampler, const float* logits, int32_t n_vocab) {
     return sampler->s.sample(logits, n_vocab);
+}
+
+const char* bitnet_chat_template_names(void) { return bitnet::chat_family_names(); }
+
+const char* bitnet_chat_template_name(const bitnet_model* model) {
+    const char* jinja = bitnet_model_meta_str(model, "tokenizer.chat_template");
+    bitnet::ChatFamily family;
+    if (!jinja || !bitnet::chat_family_detect(jinja, &family)) return nullptr;
+    return bitnet::chat_family_name(family);
+}
+
+int32_t bitnet_chat_apply(const bitnet_model* model, const char* tmpl,
+                          const bitnet_chat_message* msgs, size_t n_msgs, bool add_assistant,
+                          char* buf, int32_t buf_len) {
+    return guarded<>((int32_t)-1, [&]() -> int32_t {
+        if (!model) bitnet::fail("bitnet_chat_apply: no model");
+        if (n_msgs > 0 && !msgs) bitnet::fail("bitnet_chat_apply: no messages");
+        const bitnet::ChatFamily family = bitnet::chat_family_resolve(
+            tmpl, bitnet_model_meta_str(model, "tokenizer.chat_template"));
+        std::vector<bitnet::ChatMessage> chat(n_msgs);
+        for (size_t i = 0; i < n_msgs; ++i) {
+            if (!msgs[i].role || !msgs[i].content)
+                bitnet::fail("bitnet_chat_apply: message %zu has no role or no content", i);
+            chat[i] = {msgs[i].role, msgs[i].content};
+        }
+        // The templates write BOS/EOS by their text, which token_to_piece gives for special tokens.
+        const bitnet::Tokenizer& tok = *model->m->tokenizer;
+        const std::string bos = tok.bos() >= 0 ? tok.token_to_piece(tok.bos()) : std::string();
+        const std::string eos = tok.eos() >= 0 ? tok.token_to_piece(tok.eos()) : std::string();
+        const std::string text = bitnet::chat_render(family, chat, add_assistant, bos, eos);
+        if (text.size() > (size_t)INT32_MAX) bitnet::fail("bitnet_chat_apply: conversation too long");
+        if (buf && buf_len > 0) {
+            const size_t n = std::min(text.size(), (size_t)buf_len);
+            std::memcpy(buf, text.data(), n);
+            if (n < (size_t)buf_len) buf[n] = '\0';
+        }
+        return (int32_t)text.size();
+    });
 }
 
 }  // extern "C"

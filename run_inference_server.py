@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Serve a converted BitNet model over an OpenAI-compatible HTTP API.
+
+    python run_inference_server.py                              # the model that ships in models/
+    python run_inference_server.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -t 4 --parallel 4
+
+Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (JSON or server-sent
+events), GET /health, GET /metrics (Prometheus). The flags -m -p -n -t -c --temperature --host
+--port are bitnet.cpp's run_inference_server.py flags. Requests run together, joining and leaving
+the running batch between engine steps (utils/server/); up to --parallel at once, up to
+--queue-size more wait, the rest get 503. The engine library comes from build/ (BITNET_BUILD_DIR
+overrides it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from utils.common import DEFAULT_MODEL_DIR, run_cli
+
+DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-m", "--model", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_MODEL,
+              show_default="the shipped model's ggml-model-i2_s.gguf", help="GGUF model file.")
+@click.option("-p", "--prompt", "system_prompt", default=None,
+              help="System prompt put first in chats whose messages have none.")
+@click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=-1, show_default=True,
+              help="Default max_tokens of a request (-1: until end of text or full context).")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Number of CPU threads.")
+@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=2048, show_default=True,
+              help="Context of each slot in tokens, prompt and answer together (0: the model's).")
+@click.option("--temperature", "-temp", type=click.FloatRange(min=0, max=2), default=0.8, show_default=True,
+              help="Default sampling temperature of a request (0: greedy).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; then set --api-key).")
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=8080, show_default=True,
+              help="Port to listen on.")
+@click.option("--parallel", "-np", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Slots: requests generated at the same time.")
+@click.option("--queue-size", type=click.IntRange(min=0), default=64, show_default=True,
+              help="Requests that may wait for a slot; more get 503.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Most prompt tokens evaluated per engine step (longer prompts go in chunks, between "
+                   "the other requests' tokens).")
+@click.option("--api-key", envvar="BITNET_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every endpoint but /health  [env: BITNET_API_KEY]")
+def main(model: Path, system_prompt: str | None, n_predict: int, threads: int, ctx_size: int,
+         temperature: float, host: str, port: int, parallel: int, queue_size: int, batch_size: int,
+         api_key: str | None) -> None:
+    """Serve a converted BitNet model over an OpenAI-compatible HTTP API."""
+    from utils.server.serve import serve
+
+    if api_key is not None and not api_key.strip():
+        raise click.BadParameter("the API key is empty", param_hint="--api-key")
+    serve(model, host=host, port=port, threads=threads, ctx_size=ctx_size, parallel=parallel,
+          queue_size=queue_size, batch_size=batch_size, n_predict=n_predict, temperature=temperature,
+          system_prompt=system_prompt, api_key=api_key)
+
+
+if __name__ == "__main__":
+    run_cli(main)

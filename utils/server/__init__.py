@@ -1,0 +1,8 @@
+"""The OpenAI-compatible server behind run_inference_server.py, in three layers:
+
+- ``engine``: ``BatchEngine``, a batch of sequence slots advanced one forward step at a time, and
+  ``SlotEngine``, which runs each step as one multi-sequence forward pass of the engine;
+- ``scheduler``: continuous batching on one thread that owns the engine (queue, slots, prompt
+  chunks, sampling, stop strings, counters);
+- ``app``: the FastAPI application (OpenAI endpoints, errors, Prometheus metrics, API key).
+"""

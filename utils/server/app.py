@@ -1,0 +1,458 @@
+"""The OpenAI-compatible HTTP API (FastAPI) in front of the scheduler.
+
+Endpoints: ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/completions``, ``POST
+/v1/chat/completions`` (both as one JSON answer or as server-sent events in OpenAI's chunk format,
+ending with ``data: [DONE]``), ``GET /health`` and ``GET /metrics`` (Prometheus text format).
+
+Every error, whatever raised it (a malformed body, a bad parameter, an unknown model or route, a
+prompt longer than the context, a full queue, a missing API key), is answered with OpenAI's error
+body ``{"error": {"message", "type", "param", "code"}}`` and a 4xx/5xx status; the server goes on
+serving. Request parameters are validated strictly (a string where a number belongs is an error, not
+a conversion); parameters of OpenAI's API that this server does not implement are ignored.
+
+The request handlers run on the event loop; generation runs on the scheduler's thread, which hands
+each request's events back through ``loop.call_soon_threadsafe``. A streaming client that goes away
+is noticed by Starlette (it cancels the response), a waiting non-streaming one by polling; either
+way the request is cancelled and its slot is free before the next engine step.
+
+Streaming uses Starlette's StreamingResponse rather than sse-starlette: OpenAI's stream is plain
+``data: <json>`` lines with no event names, ids or retry fields, and StreamingResponse already
+watches for the client's disconnect, so a further dependency would add nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from utils.bindings import BitnetError, Model
+from utils.server.scheduler import Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler
+
+
+def model_id(path: Path) -> str:
+    """The name the server answers to: the model's folder for the converter's ggml-model-*.gguf
+    files (models/bitnet-tiny/ggml-model-i2_s.gguf -> bitnet-tiny), else the file name's stem."""
+    path = Path(path)
+    return path.parent.resolve().name if path.name.startswith("ggml-model-") else path.stem
+
+
+@dataclass
+class ServerConfig:
+    """What the HTTP layer needs. default_max_tokens None: until end of text or a full context;
+    system_prompt: a system message put first in chats that have none; api_key None: no auth."""
+
+    model: Model
+    model_path: Path
+    scheduler: Scheduler
+    default_max_tokens: int | None = None
+    default_temperature: float = 0.8
+    system_prompt: str | None = None
+    api_key: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        return model_id(self.model_path)
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+class APIError(Exception):
+    """An error answered with OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def _param_of(loc: tuple) -> str | None:
+    """OpenAI-style parameter path ("messages[0].role") of a pydantic error location, leaving out
+    the union members pydantic names in it ("str", "list[constrained-str]")."""
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif str(p).isidentifier() and p not in ("str", "int", "float", "bool"):
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or None
+
+
+def _validation_error(exc: ValidationError) -> APIError:
+    """The most specific of pydantic's errors (of a union's alternatives, the one that got
+    furthest) as one 400."""
+    err = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
+    if err["type"] == "json_invalid":
+        return APIError(400, f"the request body is not valid JSON ({err['msg']}); send a JSON object",
+                        code="invalid_json")
+    param = _param_of(tuple(err.get("loc", ())))
+    if param is None:
+        return APIError(400, f"the request body must be a JSON object ({err['msg']})", code="invalid_json")
+    got = f" (got {json.dumps(err['input'])[:80]})" if err["type"] != "missing" else ""
+    return APIError(400, f"{param}: {err['msg']}{got}", param=param,
+                    code="missing_parameter" if err["type"] == "missing" else "invalid_value")
+
+
+async def _parse(http: HttpRequest, cls: type[BaseModel]):
+    """The request's body as a cls, whatever its Content-Type (curl -d sends a form's)."""
+    try:
+        return cls.model_validate_json(await http.body())
+    except ValidationError as e:
+        raise _validation_error(e) from None
+
+
+# ---- request bodies -----------------------------------------------------------------------------
+
+class _Body(BaseModel):
+    # strict: "1" is not a number and 1 is not a boolean; unknown OpenAI parameters are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+Stop = Annotated[str, Field(min_length=1)]
+
+
+class _Generation(_Body):
+    model: str | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    seed: int | None = None
+    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = None
+    n: Annotated[int, Field(ge=1, le=1)] = 1  # one choice per request
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    ignore_eos: bool = False  # llama.cpp's extension: generate past end-of-text (benchmarks)
+
+
+class CompletionBody(_Generation):
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] | \
+        Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Body):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+
+
+class ChatBody(_Generation):
+    messages: Annotated[list[Message], Field(min_length=1)]
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+
+
+# ---- metrics --------------------------------------------------------------------------------
+
+class HttpMetrics:
+    """Counts answered requests by endpoint and status (pure ASGI middleware: it sees a streamed
+    response's status without buffering it, and leaves disconnect detection alone)."""
+
+    def __init__(self, app, endpoints: set[str], counts: dict[tuple[str, int], int]):
+        self.app = app
+        self.endpoints = endpoints
+        self.counts = counts  # (endpoint, status) -> requests; "other" for unknown paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            key = (endpoint, status[0])
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+
+def _prometheus(config: ServerConfig, http_counts: dict[tuple[str, int], int]) -> str:
+    s = config.scheduler.stats()
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+        lines.extend([f"# HELP bitnet_{name} {help_}", f"# TYPE bitnet_{name} {kind}"])
+        lines.extend(f"bitnet_{name}{labels} {value:g}" for labels, value in samples)
+
+    metric("requests_total", "counter", "HTTP requests answered, by endpoint and status code.",
+           [(f'{{endpoint="{e}",status="{c}"}}', n) for (e, c), n in sorted(http_counts.items())])
+    metric("prompt_tokens_total", "counter", "Prompt tokens evaluated.", [("", s.prompt_tokens_total)])
+    metric("generated_tokens_total", "counter", "Tokens generated.", [("", s.generated_tokens_total)])
+    metric("prompt_tokens_per_second", "gauge", f"Prompt tokens evaluated per second over the last "
+           f"{config.scheduler.window:g} s.", [("", s.prompt_tokens_per_second)])
+    metric("generation_tokens_per_second", "gauge", f"Tokens generated per second over the last "
+           f"{config.scheduler.window:g} s, all requests together.", [("", s.generation_tokens_per_second)])
+    metric("requests_cancelled_total", "counter", "Requests dropped because their client went away.",
+           [("", s.requests_cancelled_total)])
+    metric("engine_steps_total", "counter", "Forward steps of the engine.", [("", s.steps_total)])
+    metric("queue_depth", "gauge", "Requests waiting for a slot.", [("", s.queue_depth)])
+    metric("queue_size", "gauge", "Most requests that may wait for a slot.", [("", s.queue_size)])
+    metric("slots_in_use", "gauge", "Slots running a request.", [("", s.slots_in_use)])
+    metric("slots_total", "gauge", "Slots (requests run at the same time).", [("", s.n_slots)])
+    return "\n".join(lines) + "\n"
+
+
+# ---- generation plumbing ------------------------------------------------------------------------
+
+def _sse(obj: Any) -> str:
+    return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
+
+
+def _usage(fin: Finished) -> dict:
+    return {"prompt_tokens": fin.prompt_tokens, "completion_tokens": fin.completion_tokens,
+            "total_tokens": fin.prompt_tokens + fin.completion_tokens}
+
+
+class _Job:
+    """A submitted request and the queue its events arrive in, on the event loop."""
+
+    def __init__(self, scheduler: Scheduler, prompt: list[int], params: SamplingParams):
+        loop = asyncio.get_running_loop()
+        self.scheduler = scheduler
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.req = Request(prompt, params, lambda ev: loop.call_soon_threadsafe(self.events.put_nowait, ev))
+        try:
+            scheduler.submit(self.req)
+        except QueueFull as e:
+            raise APIError(503, f"the server is busy ({e}); retry later", "server_error",
+                           code="queue_full", headers={"Retry-After": "1"}) from None
+
+    def cancel(self) -> None:
+        self.scheduler.cancel(self.req)
+
+    async def collect(self, http: HttpRequest) -> tuple[str, Finished] | None:
+        """All the text and the Finished event; None when the client went away first (checked
+        every half second: text arriving meanwhile does not postpone the check)."""
+        loop = asyncio.get_running_loop()
+        parts: list[str] = []
+        next_check = loop.time() + 0.5
+        try:
+            while True:
+                try:
+                    ev = await asyncio.wait_for(self.events.get(), timeout=0.5)
+                except TimeoutError:
+                    ev = None
+                if loop.time() >= next_check:
+                    next_check = loop.time() + 0.5
+                    if await http.is_disconnected():
+                        return None
+                if isinstance(ev, Delta):
+                    parts.append(ev.text)
+                elif isinstance(ev, Finished):
+                    return "".join(parts), ev
+                elif isinstance(ev, Failed):
+                    raise APIError(500, ev.message, "server_error")
+        finally:
+            self.cancel()  # a no-op once finished
+
+    async def stream(self, chunk: Callable[..., dict], first: dict | None,
+                     include_usage: bool) -> AsyncIterator[str]:
+        """SSE lines: `first` (if any), a chunk per piece of text, the finishing chunk, the usage
+        chunk when asked for, [DONE]. chunk(text=..., finish=...) builds one chunk."""
+        usage = {"usage": None} if include_usage else {}
+        try:
+            if first is not None:
+                yield _sse(first | usage)
+            while True:
+                ev = await self.events.get()
+                if isinstance(ev, Delta):
+                    yield _sse(chunk(text=ev.text, finish=None) | usage)
+                elif isinstance(ev, Finished):
+                    yield _sse(chunk(text=None, finish=ev.reason) | usage)
+                    if include_usage:
+                        yield _sse(chunk(text=None, finish=None) | {"choices": [], "usage": _usage(ev)})
+                    yield "data: [DONE]\n\n"
+                    return
+                else:
+                    yield _sse({"error": {"message": ev.message, "type": "server_error", "param": None,
+                                          "code": None}})
+                    return
+        finally:
+            self.cancel()
+
+
+# ---- the application ------------------------------------------------------------------------
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The ASGI application. The scheduler must be running while it serves (the caller starts it
+    and closes it after the server stops)."""
+    app = FastAPI(title="bitnet OpenAI-compatible server", docs_url=None, redoc_url=None, openapi_url=None)
+    model, sched = config.model, config.scheduler
+    created = int(config.model_path.stat().st_mtime)
+    http_counts: dict[tuple[str, int], int] = {}
+
+    @app.exception_handler(APIError)
+    async def _api_error(_, exc: APIError):
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(http: HttpRequest, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            msg = f"no endpoint {http.method} {http.url.path}; see GET /v1/models, POST /v1/completions, " \
+                  "POST /v1/chat/completions, GET /health, GET /metrics"
+        else:
+            msg = f"{http.method} {http.url.path}: {exc.detail}"
+        return APIError(exc.status_code, msg, code=None).response()
+
+    def authorize(http: HttpRequest) -> None:
+        if config.api_key is None:
+            return
+        scheme, _, key = http.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), config.api_key.encode()):
+            raise APIError(401, "missing or incorrect API key: send the header 'Authorization: Bearer <key>' "
+                           "with the key the server was started with (--api-key)", code="invalid_api_key",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(authorize)]
+
+    def model_card() -> dict:
+        return {"id": config.model_id, "object": "model", "created": created, "owned_by": "bitnet"}
+
+    def check_model(name: str | None) -> None:
+        if name is not None and name not in (config.model_id, config.model_path.name):
+            raise APIError(404, f"the model '{name}' does not exist: this server serves '{config.model_id}' "
+                           "(GET /v1/models)", param="model", code="model_not_found")
+
+    def sampling(body: _Generation, max_tokens: int | None) -> SamplingParams:
+        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        return SamplingParams(
+            max_tokens=max_tokens if max_tokens is not None else config.default_max_tokens,
+            temperature=body.temperature if body.temperature is not None else config.default_temperature,
+            top_p=body.top_p, seed=body.seed, stop=stop, ignore_eos=body.ignore_eos)
+
+    def check_fits(tokens: list[int], param: str) -> None:
+        if len(tokens) >= sched.n_ctx:
+            raise APIError(400, f"the {param} is {len(tokens)} tokens; a request's context holds {sched.n_ctx} "
+                           "tokens, prompt and answer together: shorten the prompt (or restart the server "
+                           "with a larger -c)", param=param, code="context_length_exceeded")
+        if not tokens:
+            raise APIError(400, f"the {param} is empty", param=param, code="invalid_value")
+
+    async def respond(http: HttpRequest, job: _Job, stream: bool, include_usage: bool,
+                      chunk: Callable[..., dict], first: dict | None, whole: Callable[[str, Finished], dict]):
+        if stream:
+            # The background task cancels the job even when the client leaves before the stream's
+            # generator first runs (its own `finally` covers the rest).
+            return StreamingResponse(job.stream(chunk, first, include_usage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"}, background=BackgroundTask(job.cancel))
+        result = await job.collect(http)
+        if result is None:
+            return Response(status_code=499)  # nginx's "client closed request": for the metrics
+        return whole(*result)
+
+    @app.get("/health")
+    async def health():
+        s = sched.stats()
+        return {"status": "ok", "slots_idle": s.n_slots - s.slots_in_use, "slots_processing": s.slots_in_use,
+                "queue_depth": s.queue_depth}
+
+    @app.get("/metrics", dependencies=auth)
+    async def metrics():
+        return PlainTextResponse(_prometheus(config, http_counts),
+                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models", dependencies=auth)
+    async def list_models():
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{name:path}", dependencies=auth)
+    async def get_model(name: str):
+        check_model(name)
+        return model_card()
+
+    @app.post("/v1/completions", dependencies=auth)
+    async def completions(http: HttpRequest):
+        body = await _parse(http, CompletionBody)
+        check_model(body.model)
+        if isinstance(body.prompt, str) or isinstance(body.prompt[0], str):
+            text = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+            tokens = await asyncio.to_thread(model.tokenize, text, True, True)
+        else:
+            tokens = list(body.prompt)
+            bad = [t for t in tokens if t >= model.n_vocab]
+            if bad:
+                raise APIError(400, f"prompt: token id {bad[0]} is out of the vocabulary (0..{model.n_vocab - 1})",
+                               param="prompt", code="invalid_value")
+        check_fits(tokens, "prompt")
+        job = _Job(sched, tokens, sampling(body, body.max_tokens))
+        rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": rid, "object": "text_completion", "created": now, "model": config.model_id,
+                "system_fingerprint": None}
+
+        def chunk(text: str | None, finish: str | None) -> dict:
+            return head | {"choices": [{"text": text or "", "index": 0, "logprobs": None, "finish_reason": finish}]}
+
+        def whole(text: str, fin: Finished) -> dict:
+            return head | {"choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": fin.reason}],
+                           "usage": _usage(fin)}
+
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await respond(http, job, body.stream, include_usage, chunk, None, whole)
+
+    @app.post("/v1/chat/completions", dependencies=auth)
+    async def chat_completions(http: HttpRequest):
+        body = await _parse(http, ChatBody)
+        check_model(body.model)
+        messages = [{"role": "system" if m.role == "developer" else m.role,
+                     "content": m.content if isinstance(m.content, str)
+                     else "".join(p.text for p in m.content or [])} for m in body.messages]
+        if config.system_prompt and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": config.system_prompt})
+        try:
+            text = model.chat_apply(messages, add_assistant=True)
+        except BitnetError as e:
+            raise APIError(400, f"messages: {e}", param="messages", code="invalid_value") from None
+        tokens = await asyncio.to_thread(model.tokenize, text, False, True)
+        check_fits(tokens, "messages")
+        max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        job = _Job(sched, tokens, sampling(body, max_tokens))
+        rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": config.model_id,
+                "system_fingerprint": None}
+
+        def chunk(text: str | None, finish: str | None, delta: dict | None = None) -> dict:
+            if delta is None:
+                delta = {"content": text} if text is not None else {}
+            return head | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        def whole(text: str, fin: Finished) -> dict:
+            return head | {"object": "chat.completion", "usage": _usage(fin), "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                 "finish_reason": fin.reason}]}
+
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        first = chunk(None, None, delta={"role": "assistant", "content": ""})
+        return await respond(http, job, body.stream, include_usage, chunk, first, whole)
+
+    endpoints = {r.path for r in app.routes if "{" not in getattr(r, "path", "{")}
+    app.add_middleware(HttpMetrics, endpoints=endpoints, counts=http_counts)
+    return app

@@ -1,0 +1,69 @@
+"""Runs the server: loads the model, builds the engine, the scheduler and the application, and
+serves them with uvicorn until Ctrl-C (or SIGTERM).
+
+On shutdown the scheduler is closed before uvicorn waits for open connections: every running or
+waiting request then ends at once (a stream with an error event, a plain request with a 500), so
+stopping the server never hangs on a long generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+import uvicorn
+
+from utils.bindings import BitnetError as EngineError
+from utils.bindings import Model, default_library_path
+from utils.common import BitnetError, build_dir, display_path
+from utils.server.app import ServerConfig, create_app, model_id
+from utils.server.engine import SlotEngine
+from utils.server.scheduler import Scheduler
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, scheduler: Scheduler):
+        super().__init__(config)
+        self.scheduler = scheduler
+
+    async def shutdown(self, sockets=None) -> None:
+        await asyncio.to_thread(self.scheduler.close)  # ends every request, so connections close
+        await super().shutdown(sockets)
+
+
+def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int, parallel: int,
+          queue_size: int, batch_size: int, n_predict: int, temperature: float, system_prompt: str | None,
+          api_key: str | None, log_level: str = "info") -> None:
+    """Serves model_path on host:port until interrupted. ctx_size: tokens per slot (0: the model's
+    training context); n_predict: default max_tokens (-1: none); batch_size: most prompt tokens per
+    engine step. Raises BitnetError when the engine is not built or the model cannot be loaded."""
+    lib = default_library_path()
+    if not lib.is_file():
+        raise BitnetError(f"the engine is not built ({display_path(lib)} is missing): run python setup_env.py")
+    if not model_path.is_file():
+        raise BitnetError(f"model file {display_path(model_path)} not found: run python setup_env.py "
+                          "(or setup_env.py --model-dir DIR / --hf-repo REPO)")
+    try:
+        model = Model(model_path, library=lib)
+        engine = SlotEngine(model, n_slots=parallel, n_ctx=ctx_size, n_threads=threads, n_batch=batch_size)
+    except EngineError as e:
+        raise BitnetError(str(e)) from None
+    scheduler = Scheduler(engine, model, batch_size=batch_size, queue_size=queue_size)
+    app = create_app(ServerConfig(model=model, model_path=model_path, scheduler=scheduler,
+                                  default_max_tokens=None if n_predict < 0 else n_predict,
+                                  default_temperature=temperature, system_prompt=system_prompt,
+                                  api_key=api_key))
+    click.echo(f"serving {model.desc} as '{model_id(model_path)}' on http://{host}:{port}/v1: {parallel} slots "
+               f"of {engine.n_ctx} tokens, {threads} threads, engine {display_path(build_dir())}", err=True)
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5),
+                     scheduler)
+    scheduler.start()
+    try:
+        server.run()  # a port already in use: uvicorn logs it and exits with code 3
+    except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
+        pass
+    finally:
+        scheduler.close()
+        engine.close()
+        model.close()
