@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""End-to-end speed of one or more converted models, with the engine's bitnet-bench.
+
+    python utils/e2e_benchmark.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -p 512 -n 128 -t 4
+    python utils/e2e_benchmark.py -m a.gguf -m b.gguf -p 128 -n 64 -t 1,2 -r 5 --json
+
+Flags as bitnet.cpp's utils/e2e_benchmark.py (-m -p -n -t), plus -r repetitions, -b batch size,
+--json, and several -m side by side. The repetitions of all models are interleaved (run 1 of every
+model, then run 2 of every model, ...), one bitnet-bench process per run, so that a noisy
+neighbour or a change of clock speed hits every model alike; each process warms up before its
+recorded run. The table gives tokens/s mean ± std over the runs and, with several models, each
+row's speed relative to the first model's on the same test. ``BITNET_BUILD_DIR`` overrides build/.
+
+``benchmark()`` returns the rows and ``format_table()`` renders them: that is what tests call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+if __package__ in (None, ""):  # run as a script: make `utils` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.common import BitnetError, build_dir, display_path, run_cli
+
+
+def bench_tool() -> Path:
+    """Path of bitnet-bench; ``BitnetError`` when the engine is not built."""
+    tool = build_dir() / "bin" / "bitnet-bench"
+    if not (tool.is_file() and os.access(tool, os.X_OK)):
+        raise BitnetError(f"the engine is not built ({display_path(tool)} is missing): run python setup_env.py")
+    return tool
+
+
+def run_bench_json(cmd: list[str]) -> dict:
+    """Run one bitnet-bench command with ``-o json`` and return its parsed output. Its progress
+    (stderr) is dropped; a failure is a ``BitnetError`` carrying the tool's one-line message."""
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, errors="replace",
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        lines = [line for line in r.stderr.strip().splitlines() if line.startswith("error:")]
+        msg = lines[-1].removeprefix("error: ") if lines else f"bitnet-bench exited with code {r.returncode}"
+        raise BitnetError(f"bitnet-bench failed: {msg}")
+    try:
+        return json.loads(r.stdout)
+    except json.JSONDecodeError as e:
+        raise BitnetError(f"bitnet-bench printed no valid JSON ({e}); its output was:\n{r.stdout}") from None
+
+
+def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int], reps: int,
+              batch_size: int = 512, progress=None) -> list[dict]:
+    """Benchmark every model with prompt size ``n_prompt`` and generation length ``n_gen`` (0
+    skips that test) at every thread count, ``reps`` interleaved runs each.
+
+    Returns one dict per (model, threads, test) in model order: model, path, size_bytes,
+    n_params, type, isa, n_threads, test, samples_ts, avg_ts, stddev_ts, and ``vs_first`` (avg_ts
+    over the first model's on the same threads and test; 1.0 for the first model).
+    ``progress(text)`` is called before each run.
+    """
+    if n_prompt <= 0 and n_gen <= 0:
+        raise BitnetError("nothing to measure: -p and -n are both 0")
+    for m in models:
+        if not Path(m).is_file():
+            raise BitnetError(f"model file {display_path(m)} not found: give a converted GGUF model with -m")
+    tool = bench_tool()
+    rows: dict[tuple, dict] = {}
+    for rep in range(reps):
+        for i, model in enumerate(models):
+            if progress:
+                progress(f"run {rep + 1}/{reps}: {display_path(model)}")
+            cmd = [str(tool), "-m", str(model), "-p", str(n_prompt), "-n", str(n_gen),
+                   "-t", ",".join(map(str, threads)), "-r", "1", "-b", str(batch_size), "-o", "json"]
+            for res in run_bench_json(cmd)["results"]:
+                key = (i, res["n_threads"], res["test"])
+                row = rows.setdefault(key, {
+                    "model": res["model"], "path": res["path"], "size_bytes": res["size_bytes"],
+                    "n_params": res["n_params"], "type": res["type"], "isa": res["isa"],
+                    "n_threads": res["n_threads"], "test": res["test"], "samples_ts": []})
+                row["samples_ts"].extend(res["samples_ts"])
+    out = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], _test_order(k[2])))]
+    for row in out:
+        s = row["samples_ts"]
+        row["avg_ts"] = statistics.fmean(s)
+        row["stddev_ts"] = statistics.stdev(s) if len(s) > 1 else 0.0
+    first = {(r["n_threads"], r["test"]): r["avg_ts"] for r in out if r["path"] == out[0]["path"]}
+    for row in out:
+        base = first.get((row["n_threads"], row["test"]))
+        row["vs_first"] = row["avg_ts"] / base if base else None
+    return out
+
+
+def _test_order(test: str) -> tuple:
+    return (0 if test.startswith("pp") else 1, test)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of ``benchmark()`` rows (a "vs first" column when several models ran)."""
+    several = len({r["path"] for r in rows}) > 1
+    head = ["model", "size", "params", "type", "isa", "threads", "test", "t/s"] + (["vs first"] if several else [])
+    lines = ["| " + " | ".join(head) + " |",
+             "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |" + (" ---: |" if several else "")]
+    for r in rows:
+        size = (f"{r['size_bytes'] / 2**30:.2f} GiB" if r["size_bytes"] >= 2**30
+                else f"{r['size_bytes'] / 2**20:.2f} MiB")
+        params = f"{r['n_params'] / 1e9:.2f} B" if r["n_params"] >= 1e9 else f"{r['n_params'] / 1e6:.2f} M"
+        cells = [r["model"], size, params, r["type"], r["isa"], str(r["n_threads"]), r["test"],
+                 f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}"]
+        if several:
+            cells.append(f"{r['vs_first']:.2f}x" if r["vs_first"] else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _thread_list(ctx, param, value: str) -> list[int]:
+    try:
+        threads = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of integers") from None
+    if any(t < 1 for t in threads):
+        raise click.BadParameter("thread counts must be >= 1")
+    return threads
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-m", "--model", "models", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              required=True, help="GGUF model; repeat to compare several side by side.")
+@click.option("-p", "--n-prompt", type=click.IntRange(min=0), default=512, show_default=True,
+              help="Prompt tokens (pp test; 0 = skip).")
+@click.option("-n", "--n-token", "n_gen", type=click.IntRange(min=0), default=128, show_default=True,
+              help="Generated tokens (tg test; 0 = skip).")
+@click.option("-t", "--threads", default="2", show_default=True, callback=_thread_list,
+              help="Threads, or a comma-separated list of thread counts.")
+@click.option("-r", "--repetitions", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Recorded runs per model and test, interleaved across models.")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Tokens per forward pass for the prompt.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
+def main(models, n_prompt, n_gen, threads, repetitions, batch_size, as_json):
+    """Prompt-processing and generation speed (tokens/s) of GGUF models with bitnet-bench."""
+    tty = sys.stderr.isatty()
+
+    def progress(text: str) -> None:
+        click.echo(("\r\x1b[K" if tty else "") + f"e2e_benchmark: {text}", err=True, nl=not tty)
+
+    rows = benchmark(list(models), n_prompt, n_gen, threads, repetitions, batch_size, progress)
+    if tty:
+        click.echo("\r\x1b[K", err=True, nl=False)
+    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+
+
+if __name__ == "__main__":
+    run_cli(main)
