@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Run a converted BitNet model: generate text from a prompt with the engine's bitnet-cli.
+"""Run a converted BitNet model: generate text from a prompt, or chat, with the engine's bitnet-cli.
 
     python run_inference.py -p "Create a new" -n 64              # the model that ships in models/
     python run_inference.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -p "..." -t 4
+    python run_inference.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -p "You are a helpful assistant" -cnv
 
 The flags are bitnet.cpp's run_inference.py flags; they are passed on to build/bin/bitnet-cli
 (``BITNET_BUILD_DIR`` overrides build/), whose output streams straight to this terminal (text on
-stdout, speeds on stderr). The exit code is bitnet-cli's.
+stdout, speeds on stderr). The exit code is bitnet-cli's. With -cnv, -p is the system prompt and
+the chat runs in bitnet-cli on this terminal's stdin; Ctrl-C is left to it (it stops an answer).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 
 
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
-                temperature: float, seed: int | None) -> list[str]:
-    """The bitnet-cli command line for these settings. Raise ``BitnetError`` when the engine is
-    not built or the model file does not exist."""
+                temperature: float, seed: int | None, conversation: bool = False,
+                chat_template: str | None = None) -> list[str]:
+    """The bitnet-cli command line for these settings (``conversation``: chat mode, ``prompt`` being
+    the system prompt). Raise ``BitnetError`` when the engine is not built or the model file does
+    not exist."""
     cli = build_dir() / "bin" / "bitnet-cli"
     if not (cli.is_file() and os.access(cli, os.X_OK)):
         raise BitnetError(f"the engine is not built ({display_path(cli)} is missing): run python setup_env.py")
@@ -35,13 +39,19 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
            "-c", str(ctx_size), "--temp", repr(temperature)]
     if seed is not None:
         cmd += ["--seed", str(seed)]
+    if conversation:
+        cmd.append("-cnv")
+    if chat_template is not None:
+        cmd += ["--chat-template", chat_template]
     return cmd
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-m", "--model", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_MODEL,
               show_default="the shipped model's ggml-model-i2_s.gguf", help="GGUF model file.")
-@click.option("-p", "--prompt", default=DEFAULT_PROMPT, show_default=True, help="Prompt to continue.")
+@click.option("-p", "--prompt", default=None,
+              help=f"Prompt to continue; with -cnv, the system prompt  [default: '{DEFAULT_PROMPT}'; "
+                   "with -cnv, none]")
 @click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=128, show_default=True,
               help="Number of tokens to generate (-1: until end of text or full context).")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
@@ -52,10 +62,22 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
               help="Sampling temperature (0: greedy).")
 @click.option("--seed", type=int, default=None,
               help="Random seed for sampling  [default: a random one]")
-def main(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int, temperature: float,
-         seed: int | None) -> int:
-    """Generate text from a prompt with a converted BitNet model."""
-    cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed)
+@click.option("-cnv", "--conversation", is_flag=True,
+              help="Chat: -p is the system prompt, each line typed is a user turn; /exit, Ctrl-D or Ctrl-C "
+                   "at the prompt quits, Ctrl-C during an answer stops it. When the chat outgrows the "
+                   "context, its oldest turns are dropped (the system prompt is kept).")
+@click.option("--chat-template", metavar="NAME",
+              help="Chat format for -cnv: bitnet, llama3, falcon3 or chatml  [default: recognized from "
+                   "the model]")
+def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size: int, temperature: float,
+         seed: int | None, conversation: bool, chat_template: str | None) -> int:
+    """Generate text from a prompt, or chat (-cnv), with a converted BitNet model."""
+    if chat_template is not None and not conversation:
+        raise click.UsageError("--chat-template only applies to chat mode: add -cnv")
+    if prompt is None:
+        prompt = "" if conversation else DEFAULT_PROMPT
+    cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed, conversation,
+                      chat_template)
     return run_tool(cmd, "bitnet-cli")
 
 

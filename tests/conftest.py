@@ -64,12 +64,26 @@ def tiny_bf16(tmp_path_factory) -> Path:
 def convert_to(ckpt: Path, outtype: str) -> Path:
     from utils.convert_hf_to_gguf import convert
 
+    # A float embedding/output (not the converter's quantized default): the tests that use these
+    # files compare logits with transformers, whose output layer is float.
     out = ckpt / f"ggml-model-{outtype}.gguf"
     if not out.exists():
-        convert(ckpt, out, outtype=outtype)
+        convert(ckpt, out, outtype=outtype, embd_type="f32" if outtype == "f32" else "f16")
     return out
 
 
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_packed) -> Path:
     return convert_to(tiny_packed, "i2_s")
+
+
+@pytest.fixture(scope="session")
+def shipped_gguf(tmp_path_factory) -> Path:
+    """The shipped model converted as setup_env.py does (the converter's defaults), into a
+    temporary folder: a fresh clone has no GGUF in models/ until setup runs."""
+    from utils.common import DEFAULT_MODEL_DIR
+    from utils.convert_hf_to_gguf import convert
+
+    if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip(f"{DEFAULT_MODEL_DIR} is not in the checkout")
+    return convert(DEFAULT_MODEL_DIR, tmp_path_factory.mktemp("shipped") / "ggml-model-i2_s.gguf")

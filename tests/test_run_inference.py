@@ -67,6 +67,26 @@ def test_flags_reach_bitnet_cli(fake_build, model_file):
         "-m", str(model_file), "-p", "x", "-n", "-1", "-t", "3", "-c", "64", "--temp", "0.0", "--seed", "0"]
 
 
+def test_chat_flags_reach_bitnet_cli(fake_build, model_file):
+    res = run_inference("-m", str(model_file), "-cnv", "--chat-template", "llama3", build_dir=fake_build)
+    assert res.returncode == 0, res.stderr
+    assert recorded_args(fake_build) == [  # no -p: no system prompt (not the completion default)
+        "-m", str(model_file), "-p", "", "-n", "128", "-t", "2", "-c", "2048", "--temp", "0.8", "-cnv",
+        "--chat-template", "llama3"]
+
+    res = run_inference("-m", str(model_file), "-p", "You are a helpful assistant", "--conversation",
+                        build_dir=fake_build)
+    assert res.returncode == 0, res.stderr
+    assert recorded_args(fake_build)[2:4] == ["-p", "You are a helpful assistant"]
+    assert recorded_args(fake_build)[-1] == "-cnv"
+
+
+def test_chat_template_needs_chat_mode(fake_build, model_file):
+    res = run_inference("-m", str(model_file), "--chat-template", "llama3", build_dir=fake_build)
+    assert res.returncode == 2 and "add -cnv" in res.stderr and "Traceback" not in res.stderr
+    assert not (fake_build.parent / "args.txt").exists()
+
+
 def test_exit_code_of_bitnet_cli_is_returned(fake_build, model_file, monkeypatch):
     monkeypatch.setenv("FAKE_RC", "3")
     assert run_inference("-m", str(model_file), build_dir=fake_build).returncode == 3

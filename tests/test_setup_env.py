@@ -26,7 +26,7 @@ from utils.convert_hf_to_gguf import convert
 from utils.gguf_reader import read_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
-F32, F16, I2_S = 0, 1, 36
+F32, F16, Q8_0, Q6_K, I2_S = 0, 1, 8, 14, 36
 
 
 def run_setup(*args: str, engine_bin: Path | None = None, cwd: Path | None = None,
@@ -85,10 +85,10 @@ def test_model_dir_builds_converts_and_prints_a_working_command(engine_bin, ckpt
     assert "--build" in log and "[exit code 0]" in log, log
 
     gguf = ckpt / "ggml-model-i2_s.gguf"
-    reference = convert(ckpt, tmp_path / "reference.gguf", outtype="i2_s", embd_type="f32")
+    reference = convert(ckpt, tmp_path / "reference.gguf", outtype="i2_s")
     assert gguf.read_bytes() == reference.read_bytes()
     types = {name: t.type_id for name, t in read_gguf(gguf).tensors.items()}
-    assert types["token_embd.weight"] == F32 and types["blk.0.attn_q.weight"] == I2_S
+    assert types["token_embd.weight"] == Q6_K and types["blk.0.attn_q.weight"] == I2_S
 
     cmd = printed_command(res.stdout)
     assert (tmp_path / cmd[cmd.index("-m") + 1]).resolve() == gguf.resolve()
@@ -119,6 +119,9 @@ def test_rerun_skips_conversion_until_an_input_or_a_setting_changes(engine_bin, 
 
     res = run_setup(*args, "--quant-embd", engine_bin=engine_bin)
     assert "skipping conversion" in res.stdout, res.stdout
+    res = run_setup(*args, "--quant-embd", "q8_0", engine_bin=engine_bin)
+    assert res.returncode == 0 and "[3/3] converting" in res.stdout, res.stdout + res.stderr
+    assert read_gguf(gguf).tensors["token_embd.weight"].type_id == Q8_0
     later = time.time() + 5  # a checkpoint file edited after the conversion
     os.utime(ckpt / "config.json", (later, later))
     res = run_setup(*args, "--quant-embd", engine_bin=engine_bin)
@@ -129,23 +132,83 @@ def test_quant_type_f16_writes_its_own_file(engine_bin, ckpt, tmp_path):
     res = run_setup("-md", str(ckpt), "-q", "f16", "-ld", str(tmp_path / "logs"), engine_bin=engine_bin)
     assert res.returncode == 0, res.stdout + res.stderr
     types = {name: t.type_id for name, t in read_gguf(ckpt / "ggml-model-f16.gguf").tensors.items()}
-    assert types["blk.0.attn_q.weight"] == F16 and types["token_embd.weight"] == F32
+    assert types["blk.0.attn_q.weight"] == F16 and types["token_embd.weight"] == F16
     assert not (ckpt / "ggml-model-i2_s.gguf").exists()
 
 
 def test_hf_repo_downloads_into_models_name(engine_bin, ckpt, tmp_path):
+    """A known id, spelled as bitnet.cpp spells it (the Hub's name differs in case), is downloaded
+    into models/<bitnet.cpp's model name> and converted. The tiny checkpoint stands in for it."""
     models = tmp_path / "models"
-    with FakeHub({"test-org/tiny-bitnet": ckpt}) as hub:
-        res = run_setup("--hf-repo", "test-org/tiny-bitnet", "--log-dir", str(tmp_path / "logs"),
+    with FakeHub({"microsoft/bitnet-b1.58-2B-4T": ckpt}) as hub:
+        res = run_setup("--hf-repo", "microsoft/BitNet-b1.58-2B-4T", "--log-dir", str(tmp_path / "logs"),
                         engine_bin=engine_bin, HF_ENDPOINT=hub.url, BITNET_MODELS_DIR=str(models),
                         HF_HOME=str(tmp_path / "hf"))
         assert res.returncode == 0, res.stdout + res.stderr
-        assert any(r.startswith("GET /test-org/tiny-bitnet/resolve/") for r in hub.requests), hub.requests
-    local = models / "tiny-bitnet"
+        assert any(r.startswith("GET /microsoft/bitnet-b1.58-2B-4T/resolve/") for r in hub.requests), hub.requests
+        assert any(r.startswith("CDN GET /") for r in hub.requests), hub.requests  # safetensors via LFS
+    local = models / "BitNet-b1.58-2B-4T"
     for src in ckpt.iterdir():
         assert (local / src.name).read_bytes() == src.read_bytes(), src.name
     assert (local / "ggml-model-i2_s.gguf").is_file()
     assert str(local / "ggml-model-i2_s.gguf") in " ".join(printed_command(res.stdout))
+
+
+@pytest.fixture
+def gguf_repo(tiny_gguf, tmp_path) -> Path:
+    """A stand-in for microsoft/bitnet-b1.58-2B-4T-gguf: a ready GGUF and files setup must skip."""
+    repo = tmp_path / "gguf-repo"
+    repo.mkdir()
+    shutil.copy(tiny_gguf, repo / "ggml-model-i2_s.gguf")
+    (repo / "README.md").write_text("model card\n")
+    (repo / "ggml-model-f16.gguf").write_bytes(b"not wanted")
+    return repo
+
+
+def test_gguf_repo_is_downloaded_and_used_without_conversion(engine_bin, gguf_repo, tmp_path):
+    models = tmp_path / "models"
+    with FakeHub({"microsoft/bitnet-b1.58-2B-4T-gguf": gguf_repo}) as hub:
+        res = run_setup("--hf-repo", "microsoft/BitNet-b1.58-2B-4T-gguf", "--log-dir", str(tmp_path / "logs"),
+                        engine_bin=engine_bin, HF_ENDPOINT=hub.url, BITNET_MODELS_DIR=str(models),
+                        HF_HOME=str(tmp_path / "hf"))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert any(r.startswith("CDN GET /") for r in hub.requests), hub.requests  # the GGUF via LFS
+    assert "[3/3]" in res.stdout and "no conversion" in res.stdout, res.stdout
+    assert "converting" not in res.stdout
+    local = models / "BitNet-b1.58-2B-4T"
+    assert (local / "ggml-model-i2_s.gguf").read_bytes() == (gguf_repo / "ggml-model-i2_s.gguf").read_bytes()
+    assert sorted(p.name for p in local.iterdir() if not p.name.startswith(".")) == ["ggml-model-i2_s.gguf"]
+    cmd = printed_command(res.stdout)
+    assert cmd[cmd.index("-m") + 1] == str(local / "ggml-model-i2_s.gguf")
+
+
+def test_gguf_repo_refuses_other_quant_types(gguf_repo, tmp_path):
+    with FakeHub({"microsoft/bitnet-b1.58-2B-4T-gguf": gguf_repo}) as hub:
+        res = run_setup("--hf-repo", "microsoft/bitnet-b1.58-2B-4T-gguf", "-q", "f16", HF_ENDPOINT=hub.url,
+                        BITNET_MODELS_DIR=str(tmp_path / "models"), HF_HOME=str(tmp_path / "hf"))
+        assert not hub.requests
+    assert_clean_failure(res, 2, "ships one ready-made file", "--hf-repo microsoft/bitnet-b1.58-2B-4T ")
+
+
+# bitnet.cpp's setup_env.py SUPPORTED_HF_MODELS, less its two embedding models (no text generation).
+BITNET_CPP_IDS = [
+    "1bitLLM/bitnet_b1_58-large", "1bitLLM/bitnet_b1_58-3B", "HF1BitLLM/Llama3-8B-1.58-100B-tokens",
+    "tiiuae/Falcon3-7B-Instruct-1.58bit", "tiiuae/Falcon3-7B-1.58bit", "tiiuae/Falcon3-10B-Instruct-1.58bit",
+    "tiiuae/Falcon3-10B-1.58bit", "tiiuae/Falcon3-3B-Instruct-1.58bit", "tiiuae/Falcon3-3B-1.58bit",
+    "tiiuae/Falcon3-1B-Instruct-1.58bit", "microsoft/BitNet-b1.58-2B-4T", "tiiuae/Falcon-E-3B-Instruct",
+    "tiiuae/Falcon-E-1B-Instruct", "tiiuae/Falcon-E-3B-Base", "tiiuae/Falcon-E-1B-Base",
+]
+
+
+def test_known_ids_cover_bitnet_cpps_list():
+    from utils import hub
+
+    for repo_id in [*BITNET_CPP_IDS, "microsoft/BitNet-b1.58-2B-4T-gguf"]:
+        known = hub.known_model(repo_id)
+        assert known.repo_id.lower() == repo_id.lower()
+        # bitnet.cpp's model_name, so that its instructions' paths (models/NAME/...) hold here too
+        assert hub.local_dir_for(repo_id).name == repo_id.split("/")[1].removesuffix("-gguf")
+    assert hub.known_model("microsoft/BitNet-b1.58-2B-4T-gguf").gguf == "ggml-model-i2_s.gguf"
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL_DIR.is_dir(), reason=f"{DEFAULT_MODEL_DIR} is not in the checkout")
@@ -177,23 +240,33 @@ def test_model_dir_without_a_checkpoint(tmp_path):
 
 
 def test_unknown_quant_type():
-    res = run_setup("-q", "tl1")
-    assert_clean_failure(res, 2, "'tl1' is not one of")
+    res = run_setup("-q", "q4_k")
+    assert_clean_failure(res, 2, "'q4_k' is not one of")
 
 
 def test_unreachable_hub(tmp_path):
-    res = run_setup("--hf-repo", "test-org/tiny-bitnet", HF_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+    res = run_setup("--hf-repo", "1bitLLM/bitnet_b1_58-large", HF_ENDPOINT=f"http://127.0.0.1:{free_port()}",
                     BITNET_MODELS_DIR=str(tmp_path / "models"), HF_HOME=str(tmp_path / "hf"))
     assert_clean_failure(res, 1, "could not reach the Hugging Face Hub", "--model-dir DIR")
 
 
-def test_unknown_repo(ckpt, tmp_path):
+def test_known_id_missing_on_the_hub(ckpt, tmp_path):
     with FakeHub({"test-org/tiny-bitnet": ckpt}) as hub:
-        res = run_setup("--hf-repo", "test-org/no-such-model", HF_ENDPOINT=hub.url,
+        res = run_setup("--hf-repo", "tiiuae/Falcon-E-1B-Base", HF_ENDPOINT=hub.url,
                         BITNET_MODELS_DIR=str(tmp_path / "models"), HF_HOME=str(tmp_path / "hf"))
-    assert_clean_failure(res, 1, "repository test-org/no-such-model not found")
+    assert_clean_failure(res, 1, "repository tiiuae/Falcon-E-1B-Base not found")
 
 
-def test_malformed_repo_id(tmp_path):
-    res = run_setup("--hf-repo", "just-a-name", BITNET_MODELS_DIR=str(tmp_path / "models"))
-    assert_clean_failure(res, 1, "ORG/NAME")
+@pytest.mark.parametrize("repo_id", ["test-org/tiny-bitnet", "just-a-name"])
+def test_unknown_id_is_refused_with_the_list(ckpt, tmp_path, repo_id):
+    with FakeHub({"test-org/tiny-bitnet": ckpt}) as hub:
+        res = run_setup("--hf-repo", repo_id, HF_ENDPOINT=hub.url, BITNET_MODELS_DIR=str(tmp_path / "models"),
+                        HF_HOME=str(tmp_path / "hf"))
+        assert not hub.requests  # refused before any download
+    assert_clean_failure(res, 1, f"unknown model '{repo_id}'", "--model-dir DIR")
+    first, *listed = res.stderr.strip().splitlines()
+    assert first.startswith("error: unknown model")
+    listed_ids = [line.split()[0] for line in listed]
+    assert {i.lower() for i in BITNET_CPP_IDS} <= {i.lower() for i in listed_ids}, res.stderr
+    assert "microsoft/bitnet-b1.58-2B-4T-gguf" in listed_ids
+    assert "[1/3]" not in res.stdout

@@ -16,6 +16,7 @@ external commands are run.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shlex
 import shutil
@@ -167,16 +168,33 @@ class LiveLine:
 def run_tool(cmd: Sequence[str | os.PathLike], name: str) -> int:
     """Run one of the engine's tools with this terminal's stdio and return its exit code.
 
-    Ctrl-C reaches the tool too (same terminal): wait for it to stop instead of dying here with a
-    traceback. A tool killed by a signal is reported like a shell does (128 + signal number).
+    Ctrl-C reaches the tool too (same terminal), which decides what it means (bitnet-cli -cnv
+    stops the answer and goes on): keep waiting for it, however many times it is pressed, instead
+    of dying here with a traceback. A tool killed by a signal is reported like a shell does
+    (128 + signal number).
     """
     proc = subprocess.Popen([str(c) for c in cmd])
-    try:
-        rc = proc.wait()
-    except KeyboardInterrupt:
-        rc = proc.wait()
+    while True:
+        try:
+            rc = proc.wait()
+            break
+        except KeyboardInterrupt:
+            continue
     if rc < 0:
         if -rc != signal.SIGINT:
             click.echo(f"error: {name} was killed by signal {signal.Signals(-rc).name}", err=True)
         return 128 - rc
     return rc
+
+
+def read_json(path: Path, required: bool = True) -> dict:
+    """A JSON file of a checkpoint as a dict ({} when missing and not required); bad input is a
+    click.ClickException naming the file."""
+    if not path.is_file():
+        if required:
+            raise click.ClickException(f"{path} not found: is {path.parent} a Hugging Face checkpoint directory?")
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise click.ClickException(f"{path} is not valid JSON: {e}") from None

@@ -8,14 +8,23 @@ N prompts are windows of --prompt-tokens tokens taken at seeded random offsets o
 text (default: CKPT/heldout.txt), tokenized once with the checkpoint's tokenizer.json; each gets the
 tokenizer's special prefix (BOS) when the tokenizer adds one. Both sides then generate exactly
 --n-predict greedy tokens (argmax, lowest id on ties, no stopping at EOS): the engine through the
-C API (utils/bindings) on the I2_S GGUF, the reference as transformers' BitNetForCausalLM in float32
-on one thread with its KV cache, step by step so that nothing (EOS suppression, repetition
-penalties from generation_config.json) stands between its logits and its choice.
+C API (utils/bindings) on the I2_S GGUF, with its KV cache; the reference as transformers'
+BitNetForCausalLM in float32 on one thread, step by step so that nothing (EOS suppression,
+repetition penalties from generation_config.json) stands between its logits and its choice.
+
+The reference configuration is chosen so that the engine can reproduce its float arithmetic bit
+for bit (src/ops/ops.cpp): eager attention (matmul, softmax, matmul: MKL products and torch's
+softmax kernel, whose summation orders are known, where SDPA's flash kernel blocks and rescales
+differently), and no KV cache: each step runs the whole sequence, so that every attention product
+is a matrix product of at least 12 rows (MKL's one-row products sum in an order of their own).
+That costs the reference ~4x the time of cached decoding. What the engine still cannot reproduce
+is torch's RoPE table: cos/sin come from MKL's vector math library, which differs from the C
+library's in ~5% of the values by one ulp.
 
 Why divergences can happen at all, and when one is acceptable: ternary products are exact integers
 on both sides, but the int8 activation quantizer is a step function, and a value within one float
-ulp of a rounding tie may round differently in two implementations whose norms differ by float
-rounding. One flip moves the logits by up to ~1e-2 of their scale (FLIP_TOL bounds it, as in
+ulp of a rounding tie may round differently when one input upstream (here: a RoPE cos/sin value)
+differs by an ulp. One flip moves the logits by up to ~1e-2 of their scale (FLIP_TOL bounds it, as in
 tests/test_engine_reference.py), so a divergence is explained only where the reference's top-1/top-2
 margin is below FLIP_TOL * max|logit|; anywhere else it is a bug. The report lists every divergence
 with both margins, the per-step margin distribution, and how closely the logits agree while the
@@ -170,8 +179,9 @@ def draw_prompts(token_ids: list[int], n: int, length: int, prefix: list[int],
 
 
 def load_reference(model_dir: Path):
-    """transformers' BitNetForCausalLM in float32 on one thread: packed checkpoints run their
-    BitLinear, master-weight checkpoints are ternarized online as in training."""
+    """transformers' BitNetForCausalLM in float32 on one thread with eager attention (see the module
+    docstring): packed checkpoints run their BitLinear, master-weight checkpoints are ternarized
+    online as in training."""
     import torch
     from transformers import BitNetForCausalLM, BitNetQuantConfig
     from transformers.utils import logging
@@ -184,24 +194,24 @@ def load_reference(model_dir: Path):
     if "quantization_config" not in cfg:
         kwargs["quantization_config"] = BitNetQuantConfig(linear_class="autobitlinear",
                                                           quantization_mode="online")
-    model = BitNetForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **kwargs)
+    model = BitNetForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
+                                              **kwargs)
     return model.eval()
 
 
 def reference_greedy(model, prompt: list[int], n: int) -> np.ndarray:
     """Logits [n, vocab] of the reference's own greedy continuation: row i is the distribution
-    the i-th new token is chosen from (argmax), with the KV cache like the engine."""
+    the i-th new token is chosen from (argmax). Each step runs the whole sequence (no KV cache),
+    so every attention product is a matrix product whose summation order the engine reproduces
+    (see the module docstring)."""
     import torch
 
-    rows = []
+    rows, seq = [], list(prompt)
     with torch.no_grad():
-        out = model(torch.tensor([prompt]), use_cache=True)
         for i in range(n):
-            logits = out.logits[0, -1]
+            logits = model(torch.tensor([seq]), use_cache=False).logits[0, -1]
             rows.append(logits.numpy().copy())
-            if i + 1 < n:
-                token = int(torch.argmax(logits))
-                out = model(torch.tensor([[token]]), past_key_values=out.past_key_values, use_cache=True)
+            seq.append(int(torch.argmax(logits)))
     return np.stack(rows)
 
 
@@ -234,9 +244,11 @@ def _engine_sequence(model, index: int, start: int, prompt: list[int], ref_logit
 
 def resolve_gguf(model_dir: Path, gguf: Path | None, tmp_dir: Path,
                  log: Callable[[str], None]) -> Path:
-    """The GGUF to test: ``gguf`` if given; else model_dir/ggml-model-i2_s.gguf when it is newer
-    than the checkpoint; else a fresh conversion, next to the checkpoint when that file does not
-    exist yet and the folder is writable, in ``tmp_dir`` otherwise (never overwriting a file)."""
+    """The GGUF to test: ``gguf`` if given; else model_dir/ggml-model-i2_s-f32out.gguf when it is
+    newer than the checkpoint; else a fresh conversion, next to the checkpoint when the folder is
+    writable, in ``tmp_dir`` otherwise. The protocol's file has I2_S linears and a float32
+    embedding/output matrix like the reference's (the converter's default output type is
+    quantized, which is a separate, measured trade-off: see default_embd_type)."""
     from utils.convert_hf_to_gguf import convert
 
     if gguf is not None:
@@ -244,7 +256,7 @@ def resolve_gguf(model_dir: Path, gguf: Path | None, tmp_dir: Path,
             raise BitnetError(f"GGUF file {display_path(gguf)} not found: pass an existing file, or "
                               "leave out --gguf to convert the checkpoint")
         return gguf
-    beside = model_dir / "ggml-model-i2_s.gguf"
+    beside = model_dir / "ggml-model-i2_s-f32out.gguf"
     sources = [p for p in model_dir.iterdir() if p.suffix in (".json", ".safetensors")]
     newest = max(p.stat().st_mtime for p in sources)
     if beside.is_file() and beside.stat().st_mtime >= newest:
@@ -252,7 +264,7 @@ def resolve_gguf(model_dir: Path, gguf: Path | None, tmp_dir: Path,
         return beside
     out = tmp_dir / beside.name if beside.exists() or not os.access(model_dir, os.W_OK) else beside
     log(f"converting {display_path(model_dir)} to {display_path(out)}")
-    return convert(model_dir, out, outtype="i2_s")
+    return convert(model_dir, out, outtype="i2_s", embd_type="f32")
 
 
 def _check_inputs(model_dir: Path, text: Path, n_prompts: int, n_predict: int,
@@ -396,7 +408,7 @@ def _progress_printer() -> Callable[[int, int, int, float], None]:
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_MODEL_DIR,
               show_default="the shipped model", help="Hugging Face checkpoint (the reference).")
 @click.option("--gguf", type=click.Path(dir_okay=False, path_type=Path),
-              help="Engine model [default: MODEL_DIR/ggml-model-i2_s.gguf, converted if missing or stale].")
+              help="Engine model [default: MODEL_DIR/ggml-model-i2_s-f32out.gguf (i2_s, float32 output), converted if missing or stale].")
 @click.option("--text", type=click.Path(dir_okay=False, path_type=Path),
               help="Held-out text to draw prompts from [default: MODEL_DIR/heldout.txt].")
 @click.option("-N", "--n-prompts", default=200, show_default=True, help="Number of prompts.")
