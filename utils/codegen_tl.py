@@ -2,7 +2,7 @@
 
 The TL kernels (src/kernels/x86/tl_*.cpp) are templates over two tiles: BM, the rows one pass
 over a group block covers (a multiple of the 64-row layout block), and BK, the K values summed in
-int16 before widening (TL1: pairs, BK <= 254; TL2: triples, BK <= 255, so no int16 overflow). The
+int16 before widening (TL1: pairs, BK <= 254; TL2: pairs of triples, the layout's unit, BK <= 252, so no int16 overflow). The
 generated include/bitnet-lut-kernels.h lists, per matrix shape (M, K) of the model, the tiles to
 instantiate (the X-macro BITNET_TL_SHAPES); the engine uses those kernels for those shapes and
 the generic ones for any other. include/kernel_config.ini records the same table in bitnet.cpp's
@@ -34,7 +34,8 @@ LINEAR_NAMES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up
 HF_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 GROUP = {"tl1": 2, "tl2": 3}  # K values per table group
-MAX_BK = {"tl1": 254, "tl2": 255}  # most K values one int16 sum may cover (|entry| 256 / 384)
+MAX_BK = {"tl1": 254, "tl2": 252}  # most K values one int16 sum may cover (|entry| 256 / 384)
+BK_STEP = {"tl1": 2, "tl2": 6}  # BK is whole pairs (TL1) or whole units of two triples (TL2)
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ def validate(qtype: str, tiles: list[Tiles]) -> None:
             raise click.ClickException(f"{where}: M is not a multiple of {TL_BM}, the TL row block; use i2_s")
         if t.BM <= 0 or t.BM % TL_BM or t.BM > t.M:
             raise click.ClickException(f"{where}: BM={t.BM} must be a multiple of {TL_BM} and at most M")
-        if t.BK <= 0 or t.BK % g or t.BK > MAX_BK[qtype]:
-            raise click.ClickException(f"{where}: BK={t.BK} must be a multiple of {g} and at most "
+        if t.BK <= 0 or t.BK % BK_STEP[qtype] or t.BK > MAX_BK[qtype]:
+            raise click.ClickException(f"{where}: BK={t.BK} must be a multiple of {BK_STEP[qtype]} and at most "
                                        f"{MAX_BK[qtype]} (larger int16 sums could overflow)")
 
 

@@ -7,8 +7,10 @@ block holds all of a row's length K:
   row j's index in the low nibble and row j+32's in the high nibble (2 bits per weight).
 * TL2: weight triples -> v = 9w0 + 3w1 + w2, stored as |v| in 0..13 (a nibble, same byte
   arrangement) plus 8 bytes of sign bits per triple: four little-endian uint16 words, bit l of
-  word w for row tl2_sign_row(w, l) (the row order of the AVX2 kernel's byte unpack). The last
-  0, 2 or 4 columns (K - tl2_k3(K)) are TL1 pairs. 1.67 bits per weight.
+  word w for row tl2_sign_row(w, l) (the row order of the AVX2 kernel's byte unpack). Triples go
+  in units of two: both triples' magnitudes, then their sign words interleaved (word w of the
+  first, word w of the second); an odd last triple keeps its 8 sign bytes after its magnitudes.
+  The last 0, 2 or 4 columns (K - tl2_k3(K)) are TL1 pairs. 1.67 bits per weight.
 
 Both end in the 32-byte trailer of I2_S: float32 scale (W ~= T * scale), float32 exact divisor,
 zeros. The file records the row block as the GGUF key TL_BLOCK_KEY; the engine refuses TL files
@@ -118,10 +120,36 @@ def pack_tl(t: np.ndarray, type_id: int, scale: float, divisor: float | None = N
         mags = _nibbles(np.abs(v))  # [blocks, triples, 32]
         neg = (v < 0).reshape(blocks, TL_BM, v.shape[1]).transpose(0, 2, 1)[..., SIGN_ROWS]
         signs = np.packbits(neg, axis=-1, bitorder="little")  # [blocks, triples, 8]
-        triples = np.concatenate([mags, signs], axis=-1).reshape(blocks, -1)
+        triples = _units(mags, signs).reshape(blocks, -1)
         pairs = _nibbles(_pair_index(t[:, k3:])).reshape(blocks, -1)
         body = np.concatenate([triples, pairs], axis=1)
     return np.concatenate([body.reshape(-1), _trailer(scale, divisor)])
+
+
+def _units(mags: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Per-triple magnitudes [blocks, n3, 32] and sign words [blocks, n3, 8] -> [blocks, n3, 40]
+    bytes in the unit order: pairs of triples with their sign words interleaved."""
+    blocks, n3 = mags.shape[:2]
+    u = n3 // 2
+    pairs_m = mags[:, :2 * u].reshape(blocks, u, 64)
+    pairs_s = signs[:, :2 * u].reshape(blocks, u, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(blocks, u, 16)
+    out = [np.concatenate([pairs_m, pairs_s], axis=-1).reshape(blocks, 2 * u, 40)]
+    if n3 % 2:
+        out.append(np.concatenate([mags[:, -1:], signs[:, -1:]], axis=-1))
+    return np.concatenate(out, axis=1)
+
+
+def _from_units(body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of _units: [blocks, n3, 40] unit-order bytes -> (magnitudes [.., 32], signs [.., 8])."""
+    blocks, n3 = body.shape[:2]
+    u = n3 // 2
+    pairs = body[:, :2 * u].reshape(blocks, u, 80)
+    mags = [pairs[..., :64].reshape(blocks, 2 * u, 32)]
+    signs = [pairs[..., 64:].reshape(blocks, u, 4, 2, 2).transpose(0, 1, 3, 2, 4).reshape(blocks, 2 * u, 8)]
+    if n3 % 2:
+        mags.append(body[:, -1:, :32])
+        signs.append(body[:, -1:, 32:])
+    return np.concatenate(mags, axis=1), np.concatenate(signs, axis=1)
 
 
 def _unnibble(b: np.ndarray) -> np.ndarray:
@@ -155,11 +183,11 @@ def unpack_tl(buf: np.ndarray, type_id: int, shape: tuple[int, int]) -> tuple[np
         return _pairs_from_index(_unnibble(body.reshape(blocks, -1, 32))), scale
     k3 = tl2_k3(k)
     n3 = k3 // 3
-    triples = body[:, :n3 * 40].reshape(blocks, n3, 40)
-    mags = _unnibble(triples[..., :32])  # [rows, triples]
+    mag_bytes, sign_bytes = _from_units(body[:, :n3 * 40].reshape(blocks, n3, 40))
+    mags = _unnibble(mag_bytes)  # [rows, triples]
     if (mags > 13).any():
         raise ValueError("a TL2 magnitude is larger than 13")
-    bits = np.unpackbits(triples[..., 32:], axis=-1, bitorder="little")  # [blocks, triples, 64]
+    bits = np.unpackbits(sign_bytes, axis=-1, bitorder="little")  # [blocks, triples, 64]
     neg = np.empty_like(bits)
     neg[..., SIGN_ROWS] = bits
     sign = np.where(neg.transpose(0, 2, 1).reshape(rows, n3), -1, 1).astype(np.int8)

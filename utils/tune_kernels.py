@@ -36,7 +36,7 @@ from utils.common import build_dir, display_path, run_cli  # noqa: E402
 from utils.tl_pack import TL_BM  # noqa: E402
 
 DEFAULT_BM = "64,128,256,512"
-DEFAULT_BK = {"tl1": "64,128,254", "tl2": "48,96,192,255"}
+DEFAULT_BK = {"tl1": "64,128,254", "tl2": "48,96,192,252"}
 
 
 def _ints(text: str, flag: str) -> list[int]:

@@ -6,6 +6,11 @@
 // per-token int8 activations of quantize_act): the same integers as the I2_S path after its
 // "- Σq", so a TL file and an I2_S file of one checkpoint give bit-identical outputs.
 //
+// Kernels: scalar reference (tl_ref.cpp), AVX2 and AVX-512 (x86/), NEON (arm/tl_neon.cpp, one
+// build serving both NEON ISA names), all sharing the loop nest of tl_loops.inc. For prompt
+// batches (N >= 4) the AVX-512 kernels decode each 64-row block once into the unsigned codes
+// t + 1 and multiply with VPDPBUSD instead of looking up tables for every token.
+//
 // Lookup tables. For every group of activations (a pair for TL1, a triple for TL2) a token gets a
 // 16-entry table of int16 sums: TL1 entry i (i < 9) = d0*a0 + d1*a1 with i = 3(d0+1) + (d1+1);
 // TL2 entry i (i < 14) = d0*a0 + d1*a1 + d2*a2 with i = 9d0 + 3d1 + d2 (balanced ternary, every
@@ -22,11 +27,16 @@
 //     low nibble and of row j+32 in its high nibble, index = 3(W[m,2g]+1) + (W[m,2g+1]+1).
 //     Tensor bytes: M*K/4 + 32 (bitnet.cpp's TL1 size).
 //   TL2 (any K >= 2): K = K3 + K2 with K3 = tl2_k3(K) a multiple of 3 and K2 in {0, 2, 4} even.
-//     For each triple t = 0..K3/3-1: 32 bytes of magnitudes |v| (rows j / j+32 as in TL1) with
-//     v = 9W[m,3t] + 3W[m,3t+1] + W[m,3t+2], then 8 bytes = four little-endian uint16 sign words
-//     (bit set: v < 0); bit l of word w is row tl2_sign_row(w, l), the order in which the
-//     256-bit byte-unpack of the AVX2 kernel produces rows, so a sign word masks one int16
-//     vector directly. Then the K2/2 remainder pairs, 32 bytes each, coded as TL1.
+//     Triple t covers columns 3t..3t+2; v = 9W[m,3t] + 3W[m,3t+1] + W[m,3t+2] is stored as 32
+//     bytes of magnitudes |v| (rows j / j+32 as in TL1) and four uint16 sign words (bit set:
+//     v < 0); bit l of word s is row tl2_sign_row(s, l), the order in which the 256-bit
+//     byte-unpack of the AVX2 kernel produces rows, so a sign word masks one int16 vector
+//     directly. Triples go in units of two (80 bytes): the magnitudes of triple 2u, those of 2u+1,
+//     then 16 bytes of sign words interleaved, word s of 2u then word s of 2u+1 (so that one
+//     little-endian uint32 load gives the 32-lane mask of a 512-bit step over both). An odd last
+//     triple is a unit of its own: 32 bytes of magnitudes, its four words (40 bytes). Offsets
+//     within a row block: tl2_mag_offset, tl2_sign_offset. Then the K2/2 remainder pairs, 32
+//     bytes each, coded as TL1.
 //     Tensor bytes: M*(K3/3)*5/8 + M*K2/4 + 32 (1.67 bits per weight).
 // The layout depends on the row block width only; the kernels' other tiles (rows per thread
 // tile, groups per int16 block) are free. A TL file records its row block as `bitnet.tl.bm`;
@@ -45,7 +55,8 @@ constexpr int64_t TL_TRAILER = 32;           // scale, divisor, zeros
 constexpr int64_t TL_GROUPS_PER_BLOCK = 64;  // the generic kernels' int16 accumulation block
 // Most groups one int16 sum may take without overflow: |entry| <= 256 (TL1), 384 (TL2).
 constexpr int64_t TL1_MAX_BK = 32767 / 256;  // 127 pairs
-constexpr int64_t TL2_MAX_BK = 32767 / 384;  // 85 triples
+// TL2's is even: the kernels' int16 blocks of triples must start at a unit of two (84 triples).
+constexpr int64_t TL2_MAX_BK = 32767 / 384 / 2 * 2;
 constexpr int64_t TL_LUT_BYTES = 32;         // one group's table: 16 low bytes, 16 high bytes
 
 // Columns of a TL2 row stored as triples: the largest multiple of 3 that leaves an even
@@ -58,6 +69,13 @@ inline int64_t tl2_k3(int64_t K) {
 // Row of a 64-row block that bit l of TL2 sign word w (w < 4, l < 16) stands for.
 inline int64_t tl2_sign_row(int64_t w, int64_t l) {
     return 32 * (w / 2) + 8 * (w % 2) + (l < 8 ? l : 8 + l);
+}
+
+// Byte offset, within a row block of a TL2 matrix with n3 triples, of triple t's magnitudes and
+// of its sign word s.
+inline int64_t tl2_mag_offset(int64_t t) { return 80 * (t / 2) + 32 * (t % 2); }
+inline int64_t tl2_sign_offset(int64_t t, int64_t s, int64_t n3) {
+    return t / 2 < n3 / 2 ? 80 * (t / 2) + 64 + 4 * s + 2 * (t % 2) : 80 * (t / 2) + 32 + 2 * s;
 }
 
 // Bytes of one 64-row block of a TL1 / TL2 matrix with rows of K values.

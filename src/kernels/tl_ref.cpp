@@ -19,6 +19,11 @@ namespace bitnet {
 const TLKernelSet& tl_kernels_avx2();        // x86/tl_avx2.cpp
 const TLKernelSet& tl_kernels_avx512vnni();  // x86/tl_avx512.cpp
 #endif
+#if defined(BITNET_HAVE_ARM)
+// arm/tl_neon.cpp: one build under both NEON ISA names (the lookups have no use for SDOT)
+const TLKernelSet& tl_kernels_neon();
+const TLKernelSet& tl_kernels_neon_dotprod();
+#endif
 
 namespace {
 
@@ -114,20 +119,22 @@ void tl2_gemm_ref(const uint8_t* W, int64_t K, const int8_t* Q, int64_t ldq, int
         for (int64_t n = 0; n < N; ++n) {
             const int8_t* lt = lut.data() + n * groups * TL_LUT_BYTES;
             int32_t acc[TL_BM] = {};
-            const uint8_t* w = block;
-            for (int64_t t = 0; t < triples; ++t, w += 40, lt += TL_LUT_BYTES) {
+            for (int64_t t = 0; t < triples; ++t, lt += TL_LUT_BYTES) {
+                const uint8_t* mags = block + tl2_mag_offset(t);
                 int32_t v[TL_BM];
                 for (int j = 0; j < 32; ++j) {
-                    v[j] = load_entry(lt, w[j] & 0x0f);
-                    v[j + 32] = load_entry(lt, w[j] >> 4);
+                    v[j] = load_entry(lt, mags[j] & 0x0f);
+                    v[j + 32] = load_entry(lt, mags[j] >> 4);
                 }
                 for (int s = 0; s < 4; ++s) {
-                    const uint16_t word = (uint16_t)(w[32 + 2 * s] | (w[33 + 2 * s] << 8));
+                    const uint8_t* sw = block + tl2_sign_offset(t, s, triples);
+                    const uint16_t word = (uint16_t)(sw[0] | (sw[1] << 8));
                     for (int l = 0; l < 16; ++l)
                         if (word >> l & 1) v[tl2_sign_row(s, l)] = -v[tl2_sign_row(s, l)];
                 }
                 for (int r = 0; r < TL_BM; ++r) acc[r] += v[r];
             }
+            const uint8_t* w = block + triples * 40;
             sum_pairs_ref(w, lt, groups - triples, acc);
             std::memcpy(out + n * ldo + m, acc, sizeof acc);
         }
@@ -175,11 +182,15 @@ std::vector<const TLKernelSet*> tl_kernels_available() {
     all.push_back(&tl_kernels_avx2());
     all.push_back(&tl_kernels_avx512vnni());
 #endif
+#if defined(BITNET_HAVE_ARM)
+    all.push_back(&tl_kernels_neon());
+    all.push_back(&tl_kernels_neon_dotprod());
+#endif
     return isa_sets_available(all);
 }
 
 const TLKernelSet& tl_kernels() {
-    // An ISA without TL kernels of its own (NEON for now) gets the scalar ones.
+    // An ISA without TL kernels of its own gets the scalar ones.
     static const TLKernelSet& chosen = isa_set_chosen(tl_kernels_available(), tl_kernels_ref());
     return chosen;
 }

@@ -48,16 +48,18 @@ std::vector<uint8_t> pack(uint32_t type, const std::vector<int8_t>& t, int64_t M
     std::vector<uint8_t> w((size_t)(M / TL_BM * block + TL_TRAILER), 0);
     for (int64_t b = 0; b < M / TL_BM; ++b) {
         uint8_t* p = w.data() + b * block;
-        for (int64_t k = 0; k < k3; k += 3, p += 40)
+        for (int64_t k = 0; k < k3; k += 3)
             for (int64_t r = 0; r < TL_BM; ++r) {
                 const int8_t* row = &t[(size_t)((b * TL_BM + r) * K + k)];
                 const int v = 9 * row[0] + 3 * row[1] + row[2];
-                put_index(p, r, v < 0 ? -v : v);
+                put_index(p + tl2_mag_offset(k / 3), r, v < 0 ? -v : v);
                 if (v < 0)
                     for (int s = 0; s < 4; ++s)
                         for (int l = 0; l < 16; ++l)
-                            if (tl2_sign_row(s, l) == r) p[32 + 2 * s + l / 8] |= (uint8_t)(1 << (l % 8));
+                            if (tl2_sign_row(s, l) == r)
+                                p[tl2_sign_offset(k / 3, s, k3 / 3) + l / 8] |= (uint8_t)(1 << (l % 8));
             }
+        p += k3 / 3 * 40;
         for (int64_t k = k3; k < K; k += 2, p += 32)
             for (int64_t r = 0; r < TL_BM; ++r) {
                 const int8_t* row = &t[(size_t)((b * TL_BM + r) * K + k)];
@@ -113,17 +115,21 @@ void check(uint32_t type, int64_t M, int64_t K, int64_t N, bool extreme, const T
 }
 
 int run_tests() {
+    std::printf("TL kernel sets:");
+    for (const TLKernelSet* ts : tl_kernels_available()) std::printf(" %s", ts->isa);
+    std::printf("\n");
     int cases = 0;
     for (uint32_t type : {TYPE_TL1, TYPE_TL2}) {
         for (int64_t K : {2, 4, 5, 6, 7, 8, 130, 192, 193, 194, 256, 390, 777, 2560}) {
             if (type == TYPE_TL1 && K % 2) continue;
             for (int64_t M : {64, 192})
-                for (int64_t N : {1, 3}) {
+                for (int64_t N : {1, 3, 4, 13}) {  // 4 and 13: the AVX-512 batch path, whole and partial tiles
                     check(type, M, K, N, false);
                     ++cases;
                 }
             check(type, 128, K, 2, true);
-            ++cases;
+            check(type, 64, K, 7, true);
+            cases += 2;
         }
     }
     // the shapes include/bitnet-lut-kernels.h specializes, if the build has one
@@ -132,7 +138,8 @@ int run_tests() {
             const TLShapeKernel& sk = ts->shapes[i];
             check(sk.type, sk.M, sk.K, 2, false, ts, sk.gemm);
             check(sk.type, sk.M, sk.K, 1, true, ts, sk.gemm);
-            cases += 2;
+            check(sk.type, sk.M, sk.K, 8, false, ts, sk.gemm);
+            cases += 3;
         }
     std::printf("%d TL cases on %zu kernel sets: %s\n", cases, tl_kernels_available().size(),
                 g_failures ? "FAILED" : "ok");
