@@ -90,6 +90,7 @@ inline void i2s_dot_avx2(const uint8_t* row, int64_t K, const int8_t* q, int64_t
         __m256i acc16[NT];
         for (int t = 0; t < NT; ++t) acc16[t] = _mm256_setzero_si256();
         for (int64_t b = b0; b < b1; ++b) {
+            if (NT == 1) prefetch_stream(row + b * 32);
             // Byte j of the block holds values j, j+32, j+64, j+96 in bit pairs 7-6 .. 1-0; the
             // 16-bit shifts drag bits across byte borders, the mask drops them again.
             const __m256i v = _mm256_loadu_si256((const __m256i*)(row + b * 32));

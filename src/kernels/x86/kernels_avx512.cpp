@@ -130,9 +130,8 @@ inline void i2s_tile_avx512(const uint8_t* w, int64_t K, const int8_t* q, int64_
 // GEMM, four interleaved streams, lose bandwidth here), with four independent VPDPBUSD chains (two
 // blocks x two mask pairs) to cover its latency. One token is bound by memory and by the few
 // instructions per weight byte, so this path decodes without the shift: the second operand takes
-// masks 0x0C | 0x03 (values 64..95 | 96..127 as code*4 | code) and has its own factors. Software
-// prefetch measured slower in the engine (weights in page-cache pages), though faster on
-// anonymous memory, so there is none.
+// masks 0x0C | 0x03 (values 64..95 | 96..127 as code*4 | code) and has its own factors. The
+// stream is prefetched a page ahead (prefetch_stream).
 int32_t i2s_dot_row_avx512(const uint8_t* w, int64_t K, const int8_t* q) {
     const __m512i mask_a = _mm512_inserti64x4(_mm512_set1_epi8((char)0xC0), _mm256_set1_epi8(0x30), 1);
     const __m512i mask_b = _mm512_inserti64x4(_mm512_set1_epi8(0x0C), _mm256_set1_epi8(0x03), 1);
@@ -147,6 +146,7 @@ int32_t i2s_dot_row_avx512(const uint8_t* w, int64_t K, const int8_t* q) {
     };
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        prefetch_stream(w + b * 32);
         block(b, 0);
         block(b + 1, 2);
     }

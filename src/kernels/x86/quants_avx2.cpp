@@ -47,6 +47,7 @@ struct Q32Avx2 {
         __m256 acc[NT];
         for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; ++b) {
+            if (NT == 1) prefetch_stream_block(row + b);
             const __m256i w = q32_weights(row[b]);
             const __m256i aw = _mm256_sign_epi8(w, w);  // |w|; -128 stays 0x80 = 128 unsigned
             const float dw = half_to_float(row[b].d);
@@ -73,6 +74,7 @@ struct Q6KAvx2 {
         __m256 acc[NT];
         for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; ++b) {
+            if (NT == 1) prefetch_stream_block(row + b);
             const block_q6_K& x = row[b];
             // c[4h + j]: values 128h + 32j .. +32 (see block_q6_K); the 16-bit shifts move qh's bit
             // pair j to bits 4-5 and leak across bytes only outside the 0x30 mask.
