@@ -28,6 +28,7 @@ from utils.tl_pack import (
     TL1_TYPE_ID,
     TL2_TYPE_ID,
     TL_BLOCK_KEY,
+    TL_LAYOUT_KEY,
     pack_tl,
     tl2_k3,
     tl_nbytes,
@@ -142,6 +143,10 @@ def test_foreign_or_mismatched_tl_files_are_refused(engine_lib, tiny_packed, tmp
     no_key = _patched(path, tmp_path / "nokey.gguf", key, b"bitnet.tl.xx")
     with pytest.raises(BitnetError, match="no 'bitnet.tl.bm' key.*--outtype tl2"):
         Model(no_key, engine_lib)
+    layout = TL_LAYOUT_KEY.encode()
+    old = _patched(path, tmp_path / "old-layout.gguf", layout, b"bitnet.tl.xxxxxx")
+    with pytest.raises(BitnetError, match="TL byte layout version 0.*this build reads version 1.*--outtype tl2"):
+        Model(old, engine_lib)
     other = _patched(path, tmp_path / "bm32.gguf", key, key, value=32)
     with pytest.raises(BitnetError, match="row blocks of 32.*convert_hf_to_gguf.py"):
         Model(other, engine_lib)

@@ -2,8 +2,8 @@
 
 The TL kernels (src/kernels/x86/tl_*.cpp) are templates over two tiles: BM, the rows one pass
 over a group block covers (a multiple of the 64-row layout block), and BK, the K values summed in
-int16 before widening (TL1: pairs, BK <= 254; TL2: pairs of triples, the layout's unit, BK <= 252, so no int16 overflow). The
-generated include/bitnet-lut-kernels.h lists, per matrix shape (M, K) of the model, the tiles to
+int16 before widening (TL1: a multiple of 2 up to 254; TL2: a multiple of 6, whole units of two
+triples, up to 252; so no int16 overflow). The generated include/bitnet-lut-kernels.h lists, per matrix shape (M, K) of the model, the tiles to
 instantiate (the X-macro BITNET_TL_SHAPES); the engine uses those kernels for those shapes and
 the generic ones for any other. include/kernel_config.ini records the same table in bitnet.cpp's
 format (sections with m, k, bm = BM, bk = BK, bmm = the 64-row block).
@@ -205,7 +205,7 @@ def main_command(qtype: str):
                   help="A GGUF file or a Hugging Face checkpoint directory (or its config.json).")
     @click.option("--BM", "BM", metavar="LIST", help="Rows per tile, one per shape or one for all (multiples of 64, capped at M).")
     @click.option("--BK", "BK", metavar="LIST",
-                  help=f"K values per int16 block, one per shape or one for all (multiples of {GROUP[qtype]}, "
+                  help=f"K values per int16 block, one per shape or one for all (multiples of {BK_STEP[qtype]}, "
                        f"at most {MAX_BK[qtype]}).")
     @click.option("--bm", "bm", metavar="LIST", help=f"The layout's row block: only {TL_BM}.")
     @click.option("--preset", type=click.Path(exists=True, dir_okay=False, path_type=Path),

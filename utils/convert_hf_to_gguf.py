@@ -48,7 +48,16 @@ if __package__ in (None, ""):  # run as `python utils/convert_hf_to_gguf.py`
 from utils.common import read_json  # noqa: E402
 from utils.vocab import add_tokenizer  # noqa: E402
 from utils.ternary import I2S_BLOCK, I2S_TAIL_BYTES, I2S_TYPE_ID, absmean_quantize, pack_i2s, unpack_hf  # noqa: E402
-from utils.tl_pack import TL_BLOCK_KEY, TL_BM, TL_TYPE_IDS, check_tl_shape, pack_tl, tl_nbytes  # noqa: E402
+from utils.tl_pack import (  # noqa: E402
+    TL_BLOCK_KEY,
+    TL_BM,
+    TL_LAYOUT,
+    TL_LAYOUT_KEY,
+    TL_TYPE_IDS,
+    check_tl_shape,
+    pack_tl,
+    tl_nbytes,
+)
 
 ARCH_B158, ARCH_BITNET, ARCH_LLAMA = "bitnet-b1.58", "bitnet", "llama"
 # general.file_type (llama_ftype numbering; TL1/TL2 as bitnet.cpp numbers them, next to I2_S)
@@ -367,6 +376,7 @@ def _write_hparams(writer: GGUFWriter, hp: Hparams, name: str, outtype: str) -> 
     writer.add_string(f"{hp.arch}.hidden_activation", hp.act)
     if outtype in TL_TYPE_IDS:  # the engine refuses TL tensors of another layout
         writer.add_uint32(TL_BLOCK_KEY, TL_BM)
+        writer.add_uint32(TL_LAYOUT_KEY, TL_LAYOUT)
 
 
 def default_embd_type(outtype: str, hidden: int) -> str:

@@ -13,7 +13,8 @@ block holds all of a row's length K:
   The last 0, 2 or 4 columns (K - tl2_k3(K)) are TL1 pairs. 1.67 bits per weight.
 
 Both end in the 32-byte trailer of I2_S: float32 scale (W ~= T * scale), float32 exact divisor,
-zeros. The file records the row block as the GGUF key TL_BLOCK_KEY; the engine refuses TL files
+zeros. The file records the row block as the GGUF key TL_BLOCK_KEY and the layout's version as
+TL_LAYOUT_KEY (the engine refuses another version); the engine refuses TL files
 without it (bitnet.cpp's TL layout depends on the tiles of the machine that converted it, which
 its files do not record). The layout does not depend on any other tile size.
 """
@@ -28,6 +29,8 @@ TL_TYPE_IDS = {"tl1": TL1_TYPE_ID, "tl2": TL2_TYPE_ID}
 TL_BM = 64  # rows per block
 TL_TAIL_BYTES = 32
 TL_BLOCK_KEY = "bitnet.tl.bm"  # GGUF key: the row block the file was packed with
+TL_LAYOUT_KEY = "bitnet.tl.layout"  # GGUF key: the version of this byte layout (src/kernels/tl.h TL_LAYOUT)
+TL_LAYOUT = 1
 
 
 def tl2_k3(k: int) -> int:

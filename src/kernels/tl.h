@@ -39,7 +39,8 @@
 //     bytes each, coded as TL1.
 //     Tensor bytes: M*(K3/3)*5/8 + M*K2/4 + 32 (1.67 bits per weight).
 // The layout depends on the row block width only; the kernels' other tiles (rows per thread
-// tile, groups per int16 block) are free. A TL file records its row block as `bitnet.tl.bm`;
+// tile, groups per int16 block) are free. A TL file records its row block as `bitnet.tl.bm` and
+// the version of this layout as `bitnet.tl.layout` (TL_LAYOUT), and is refused if either differs;
 // bitnet.cpp's TL files, whose bytes depend on the kernel_config.ini of the machine that wrote
 // them (not recorded in the file), are not readable and are refused for lacking that key.
 #pragma once
@@ -51,6 +52,7 @@
 namespace bitnet {
 
 constexpr int64_t TL_BM = 64;                // rows per block: the layout's only tile
+constexpr int64_t TL_LAYOUT = 1;             // version of the byte layout below, recorded in TL files
 constexpr int64_t TL_TRAILER = 32;           // scale, divisor, zeros
 constexpr int64_t TL_GROUPS_PER_BLOCK = 64;  // the generic kernels' int16 accumulation block
 // Most groups one int16 sum may take without overflow: |entry| <= 256 (TL1), 384 (TL2).

@@ -26,6 +26,7 @@ bool is_tl(uint32_t type) { return type == TYPE_TL1 || type == TYPE_TL2; }
 
 // The GGUF key that records the row block a TL file was packed with (see kernels/tl.h).
 constexpr const char* kTLBlockKey = "bitnet.tl.bm";
+constexpr const char* kTLLayoutKey = "bitnet.tl.layout";
 
 // Reads the per-tensor scale and the exact divisor our converter stores after the packed weights
 // (I2_S and TL share the 32-byte trailer layout).
@@ -51,6 +52,13 @@ void check_tl_layout(const GGUFFile& f, const GGUFTensor& t) {
              "and is not readable); convert the checkpoint again with "
              "`python utils/convert_hf_to_gguf.py MODEL_DIR --outtype %s`",
              f.path().c_str(), t.name.c_str(), type_name(t.type).c_str(), kTLBlockKey,
+             t.type == TYPE_TL1 ? "tl1" : "tl2");
+    const int64_t layout = f.get_int(kTLLayoutKey, 0);
+    if (layout != TL_LAYOUT)
+        fail("%s: tensor '%s' is in TL byte layout version %lld ('%s') but this build reads version "
+             "%lld: convert the checkpoint again with this checkout's "
+             "`python utils/convert_hf_to_gguf.py MODEL_DIR --outtype %s`",
+             f.path().c_str(), t.name.c_str(), (long long)layout, kTLLayoutKey, (long long)TL_LAYOUT,
              t.type == TYPE_TL1 ? "tl1" : "tl2");
     if (bm != TL_BM)
         fail("%s: tensor '%s' was packed with TL row blocks of %lld but this build's kernels use "

@@ -4,9 +4,9 @@
 // so two lookups per nibble (low and high table bytes) and a byte zip give the int16 entries of
 // 64 rows in natural order, 8 rows per vector. TL2 sign words then negate rows lane by lane.
 //
-// Loop nest as x86/tl_x86.inc: rows in tiles of kBM (whole 64-row blocks), groups in int16 blocks
-// of kBK (at most TL1_MAX_BK / TL2_MAX_BK, so no overflow), then the tokens, then the blocks of
-// the tile, so a token's tables for kBK groups are reused from L1 by every block of the tile. The
+// Loop nest (kernels/tl_loops.inc, shared with x86): rows in tiles of kBM (whole 64-row blocks),
+// groups in int16 blocks of kBK (at most TL1_MAX_BK / TL2_MAX_BK, so no overflow), then the
+// tokens, then the blocks of the tile, so a token's tables for kBK groups are reused from L1 by every block of the tile. The
 // int16 block sums are widened into int32 partial sums kept in `out`. The generic kernels use
 // kBM = TL_BM, kBK = TL_GROUPS_PER_BLOCK; include/bitnet-lut-kernels.h instantiates others per shape.
 //
@@ -142,7 +142,7 @@ inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_
             add_triple<0, 2>(w, lut, words, bits, a);
             add_triple<1, 2>(w + 32, lut + TL_LUT_BYTES, words, bits, a);
         }
-        if (g < count) {  // 8 bytes of sign words: a 16-byte load could run past the tensor
+        if (g < count) {  // a lone last triple has 8 bytes of sign words, then other groups' bytes
             const uint16x8_t words = vcombine_u16(vreinterpret_u16_u8(vld1_u8(w + 32)), vdup_n_u16(0));
             add_triple<0, 1>(w, lut, words, bits, a);
         }

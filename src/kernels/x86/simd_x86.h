@@ -36,7 +36,10 @@ inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 // busy: 2B4T, 2 threads, tg weight bandwidth TL2 29 -> 37 GB/s, I2_S 36 -> 39 GB/s (2 KB and 8 KB
 // measured no better). A prefetch past the end of a mapping is ignored, never a fault.
 constexpr int64_t kStreamPrefetch = 4096;
-inline void prefetch_stream(const void* p) { _mm_prefetch((const char*)p + kStreamPrefetch, _MM_HINT_T0); }
+// (The address is computed as an integer: it may lie past the end of the object.)
+inline void prefetch_stream(const void* p) {
+    _mm_prefetch((const char*)((uintptr_t)p + kStreamPrefetch), _MM_HINT_T0);
+}
 // The same for every cache line of a quant block (a Q6_K block spans up to 5 lines).
 template <typename Block>
 inline void prefetch_stream_block(const Block* b) {

@@ -1,10 +1,10 @@
 // AVX-512 TL1/TL2 kernels: the AVX2 scheme of x86/tl_avx2.cpp; TL2 triples on 512-bit vectors,
 // a unit of two groups per step (vpshufb works within 128-bit lanes, so lanes 0-1 hold group g's
 // table and indexes, lanes 2-3 group g+1's). The unit's interleaved sign words load as 32-bit
-// lane masks for a masked subtract. The
-// two halves are folded into one 256-bit int16 sum per block (at most BK <= TL2_MAX_BK entries in
-// all, so no overflow), an odd last group is looked up with 256-bit vectors, and the sums are
-// widened into the int32 partial sums in `out` as in the AVX2 kernel.
+// lane masks for a masked subtract. The two halves are folded into one 256-bit int16 sum per
+// block (at most BK <= TL2_MAX_BK entries in all, so no overflow), an odd last group is looked up
+// with 256-bit vectors, and the sums are widened into the int32 partial sums in `out` as in the
+// AVX2 kernel. Prompt batches take the VPDPBUSD path below (batch_gemm).
 #include <algorithm>
 #include <cstring>
 
