@@ -2,10 +2,11 @@
 # CI for aarch64 without an Arm machine: cross-compile the kernel tests with g++-aarch64-linux-gnu
 # (cmake/aarch64-linux-gnu.cmake) and run them under qemu-user, once on an emulated CPU with the
 # dot-product extension (sets: scalar, neon, neon-dotprod) and once on one without (scalar, neon),
-# so both NEON builds and the HWCAP dispatch are checked bit for bit against the scalar reference:
+# so both NEON builds and the HWCAP dispatch are checked against the scalar reference:
 # test_kernels (I2_S, activations) and test_tl (TL1/TL2 lookup tables, whose one NEON build serves
-# both NEON set names). Installs the cross compiler and qemu with apt-get when they are missing.
-# About a minute.
+# both NEON set names) bit for bit, test_quants (the llama.cpp block types) bit for bit for the
+# ternary ones and within its derived float tolerance for Q8_0/Q4_0/Q6_K, as on x86. Installs the
+# cross compiler and qemu with apt-get when they are missing. About two minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +18,10 @@ if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64-st
 fi
 
 BUILD=${BITNET_ARM_BUILD_DIR:-build-arm}
-echo "+ cross-build test_kernels and test_tl for aarch64 in $BUILD"
+echo "+ cross-build test_kernels, test_tl and test_quants for aarch64 in $BUILD"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
     -DBITNET_BUILD_TOOLS=OFF -DBITNET_BUILD_TESTS=ON >/dev/null
-cmake --build "$BUILD" --target test_kernels test_tl -j2
+cmake --build "$BUILD" --target test_kernels test_tl test_quants -j2
 
 # $1: qemu CPU model, $2: test binary, $3: the line naming the sets it must report, $4: a grep
 # pattern for its success line
@@ -32,9 +33,10 @@ check() {
     echo "$out" | grep -qxF "$3" || { echo ".ci/arm.sh: $2 on -cpu $1: expected '$3'" >&2; exit 1; }
     echo "$out" | grep -qx "$4" || { echo ".ci/arm.sh: $2 on -cpu $1: no line '$4'" >&2; exit 1; }
 }
-run() {  # $1: qemu CPU model, $2: the kernel sets (and TL kernel sets) it must offer
+run() {  # $1: qemu CPU model, $2: the kernel sets (and TL and quant kernel sets) it must offer
     check "$1" test_kernels "kernel sets: $2" "all kernel tests passed"
     check "$1" test_tl "TL kernel sets: $2" "[0-9]* TL cases on [0-9]* kernel sets: ok"
+    check "$1" test_quants "quant kernel sets: $2" "all quant kernel tests passed"
 }
 run max "scalar neon neon-dotprod"
 run cortex-a53 "scalar neon"

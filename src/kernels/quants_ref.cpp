@@ -20,6 +20,10 @@ namespace bitnet {
 const QuantKernelSet& quant_kernels_avx2();        // x86/quants_avx2.cpp
 const QuantKernelSet& quant_kernels_avx512vnni();  // x86/quants_avx512.cpp
 #endif
+#if defined(BITNET_HAVE_ARM)
+const QuantKernelSet& quant_kernels_neon();          // arm/quants_neon.cpp
+const QuantKernelSet& quant_kernels_neon_dotprod();  // arm/quants_neon_dotprod.cpp (SDOT)
+#endif
 
 void act_blocks_resize(ActBlocks& a, int64_t n, int64_t k, int64_t bs) {
     BITNET_ASSERT((bs == QK8_0 || bs == QK_K) && k % bs == 0);
@@ -225,6 +229,10 @@ std::vector<const QuantKernelSet*> quant_kernels_available() {
 #if defined(BITNET_HAVE_X86)
     all.push_back(&quant_kernels_avx2());
     all.push_back(&quant_kernels_avx512vnni());
+#endif
+#if defined(BITNET_HAVE_ARM)
+    all.push_back(&quant_kernels_neon());
+    all.push_back(&quant_kernels_neon_dotprod());
 #endif
     return isa_sets_available(all);
 }
