@@ -9,12 +9,15 @@
 * bad input: shapes TL cannot hold, TL files without (or with another) layout key;
 * the codegen writes a stamped header and kernel config (and takes the config back as a preset),
   refuses tiles that break a constraint, the 2B4T presets cover its shapes, and setup_env's
-  --use-pretuned refuses what it cannot do before building anything.
+  --use-pretuned refuses what it cannot do before building anything;
+* the tuner, codegen and the build end to end: the per-shape kernels built from a tuned preset
+  pass test_tl, and a changed kernel_config.ini makes the build write the header again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -229,3 +232,58 @@ def test_2b4t_presets_cover_its_shapes():
         tiles = read_config(PRESETS / "BitNet-b1.58-2B-4T" / f"kernel_config_{qtype}.ini")
         validate(qtype, tiles)
         assert {(t.M, t.K) for t in tiles} == shapes
+
+
+def test_tuner_codegen_and_build_rewrite_the_header(tiny_packed, tmp_path):
+    """The tiles path end to end, in a copy of the sources (a generated header must not reach the
+    tree the other tests build): the tuner times candidate tiles and writes a preset with the
+    fastest; codegen turns it into include/bitnet-lut-kernels.h; the build compiles those per-shape
+    kernels, which test_tl checks (one token and a batch); a changed include/kernel_config.ini then
+    makes the build write the header again."""
+    import shutil
+
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.gguf", "bitnet-lut-kernels*.h", "kernel_config.ini")
+    for d in ("cmake", "include", "src", "tests/cpp", "utils", "preset_kernels"):
+        shutil.copytree(REPO_ROOT / d, src / d, ignore=skip)
+    shutil.copy(REPO_ROOT / "CMakeLists.txt", src)
+
+    def run(*args):
+        r = subprocess.run([sys.executable, *map(str, args)], cwd=src, capture_output=True, text=True, timeout=900,
+                           check=False)
+        assert r.returncode == 0, f"{args} failed:\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    preset = tmp_path / "preset.ini"
+    out = run(src / "utils/tune_kernels.py", "-m", tiny_packed, "-q", "tl2", "--BM", "64,128", "--BK", "48",
+              "--out", preset, "--build-dir", tmp_path / "build-tune")
+    assert "TL2 time per call in µs, columns BM/BK" in out and "64/48" in out and "128/48" in out
+    from utils.codegen_tl import read_config
+
+    tiles = read_config(preset)
+    assert {(t.M, t.K) for t in tiles} == {(256, 256), (128, 256), (512, 256), (256, 512)}
+    assert all(t.BM in (64, 128) and t.BK == 48 for t in tiles)
+
+    run(src / "utils/codegen_tl2.py", "--preset", preset)
+    # the first build turns the C++ tests on (a later plain utils/build.py run keeps them)
+    run("-c", f"import sys; sys.path.insert(0, {str(src)!r}); from utils.build import build_engine; "
+              f"build_engine({str(tmp_path / 'build')!r}, {str(tmp_path / 'logs')!r}, "
+              "cmake_args=['-DBITNET_BUILD_TESTS=ON'])")
+
+    def kernel_test() -> str:
+        r = subprocess.run([tmp_path / "build/bin/test_tl"], capture_output=True, text=True, timeout=300, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    # test_tl checks each generated shape's kernel of every SIMD set on top of its 240 generic cases
+    assert int(re.search(r"(\d+) TL cases", kernel_test()).group(1)) > 240
+
+    config = src / "include/kernel_config.ini"
+    text = config.read_text()
+    config.write_text(text.replace("bk = 48", "bk = 96", 1))
+    st = config.stat()
+    os.utime(config, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))  # newer than the header, surely
+    run(src / "utils/build.py", "--build-dir", tmp_path / "build", "--log-dir", tmp_path / "logs")
+    header = (src / "include/bitnet-lut-kernels.h").read_text()
+    assert "rewritten by the build from" in header and "/* BK = 96 values */" in header, header
+    kernel_test()

@@ -109,7 +109,7 @@ def build_engine(
         if cmake_args or _needs_configure(bdir, ninja):
             run_logged(
                 [cmake, "-S", REPO_ROOT, "-B", bdir, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
-                 f"-DCMAKE_MAKE_PROGRAM={ninja}", *cmake_args],
+                 f"-DCMAKE_MAKE_PROGRAM={ninja}", f"-DPython3_EXECUTABLE={sys.executable}", *cmake_args],
                 log_path, "configuring the engine (cmake)", status=live,
             )
         build_cmd = [cmake, "--build", bdir]

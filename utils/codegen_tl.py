@@ -12,11 +12,16 @@ The tiles change the speed only, never the results or the file layout: a TL GGUF
 build, with or without the header (the layout's only tile, the 64-row block, is fixed; `--bm`
 exists to say so when asked for another). Both files are stamped with the generating command and
 are never edited by hand.
+
+The header is a function of the config alone (whose [Codegen] section names the type): when the
+config or this generator is newer than the header, the build (CMakeLists.txt) writes the header
+again with `python utils/codegen_tl.py --config include/kernel_config.ini --header ...`.
 """
 
 from __future__ import annotations
 
 import configparser
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -24,8 +29,11 @@ from pathlib import Path
 
 import click
 
-from utils.common import REPO_ROOT, read_json
-from utils.tl_pack import TL_BM
+if __package__ in (None, ""):  # run as a script (by the build): make `utils` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.common import REPO_ROOT, display_path, read_json, run_cli  # noqa: E402
+from utils.tl_pack import TL_BM  # noqa: E402
 
 HEADER = REPO_ROOT / "include" / "bitnet-lut-kernels.h"
 CONFIG = REPO_ROOT / "include" / "kernel_config.ini"
@@ -120,7 +128,7 @@ def read_config(path: Path) -> list[Tiles]:
         if not cp.read(path):
             raise click.ClickException(f"cannot read the kernel config {path}")
         return [Tiles(cp.getint(s, "m"), cp.getint(s, "k"), cp.getint(s, "bm"), cp.getint(s, "bk"))
-                for s in cp.sections()]
+                for s in cp.sections() if s.startswith("Kernels_")]
     except (configparser.Error, ValueError) as e:
         raise click.ClickException(f"{path}: not a kernel config ({e})") from None
 
@@ -153,21 +161,54 @@ def render_header(qtype: str, tiles: list[Tiles], stamp: str) -> str:
     )
 
 
-def render_config(tiles: list[Tiles], stamp: str) -> str:
+def render_config(tiles: list[Tiles], stamp: str, qtype: str | None = None) -> str:
+    """bitnet.cpp's kernel_config.ini format; with qtype, a [Codegen] section naming the type (what
+    the build needs to write the header again from this file alone)."""
     out = [f"; GENERATED: {stamp}\n"]
+    if qtype:
+        out.append(f"\n[Codegen]\ntype = {qtype}\n")
     for i, t in enumerate(tiles):
         out.append(f"\n[Kernels_{i}]\nm = {t.M}\nk = {t.K}\nbm = {t.BM}\nbk = {t.BK}\nbmm = {TL_BM}\n")
     return "".join(out)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: a reader (the compiler) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write(qtype: str, tiles: list[Tiles], header: Path = HEADER, config: Path = CONFIG,
           stamp: str | None = None) -> None:
-    """Validate the tiles and write the header and the kernel config."""
+    """Validate the tiles and write the kernel config, then the header (in that order, so that the
+    header is the newer and the build sees nothing to regenerate)."""
     validate(qtype, tiles)
     stamp = stamp or command_line()
-    header.parent.mkdir(parents=True, exist_ok=True)
-    header.write_text(render_header(qtype, tiles, stamp))
-    config.write_text(render_config(tiles, stamp))
+    _write_atomic(config, render_config(tiles, stamp, qtype))
+    _write_atomic(header, render_header(qtype, tiles, stamp))
+
+
+def regenerate(config: Path, header: Path) -> None:
+    """Write the header again from a kernel config written by write() (what the build runs)."""
+    cp = configparser.ConfigParser()
+    try:
+        cp.read(config)
+        qtype = cp.get("Codegen", "type")
+    except (configparser.Error, OSError):
+        raise click.ClickException(f"{config} has no [Codegen] type: it was not written by this project's "
+                                   "codegen; run utils/codegen_tl1.py or utils/codegen_tl2.py again") from None
+    if qtype not in GROUP:
+        raise click.ClickException(f"{config}: [Codegen] type = {qtype}, expected tl1 or tl2")
+    tiles = read_config(config)
+    validate(qtype, tiles)
+    first = config.read_text().split("\n", 1)[0].removeprefix("; GENERATED: ")
+    _write_atomic(header, render_header(qtype, tiles, f"rewritten by the build from {display_path(config)}, "
+                                                      f"which was written by: {first}"))
 
 
 def run(qtype: str, model: Path | None, BM: str | None, BK: str | None, bm: str | None,
@@ -216,3 +257,16 @@ def main_command(qtype: str):
         run(qtype, model, BM, BK, bm, preset, header, config)
 
     return main
+
+
+@click.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=CONFIG,
+              show_default=True, help="The kernel config written by codegen_tl1.py / codegen_tl2.py.")
+@click.option("--header", type=click.Path(dir_okay=False, path_type=Path), default=HEADER, show_default=True)
+def regenerate_command(config: Path, header: Path) -> None:
+    """Write the TL kernel header again from its kernel config (the build runs this)."""
+    regenerate(config, header)
+
+
+if __name__ == "__main__":
+    run_cli(regenerate_command)
