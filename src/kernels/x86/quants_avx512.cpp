@@ -60,7 +60,10 @@ struct Q32Avx512 {
         __m512 acc[NT];
         for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
         for (int64_t b = 0; b < nb; b += 2) {
-            if (NT == 1) prefetch_stream_block(row + b);
+            if (NT == 1) {  // two blocks a step: their bytes may reach into a second cache line
+                prefetch_stream_block(row + b);
+                prefetch_stream_block(row + b + 1);
+            }
             const bool two = b + 1 < nb;
             const __m512i w = q32_pair(row + b, two);
             const __m512i aw = _mm512_abs_epi8(w);  // -128 becomes 128, right as an unsigned byte
