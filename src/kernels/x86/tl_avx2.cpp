@@ -22,6 +22,8 @@ namespace {
 
 #include "kernels/x86/tl_x86_lookup.inc"
 
+constexpr bool kPlainTables = false;  // tables in kernels/tl.h's layout, for the byte shuffles
+
 // Negates the entries whose TL2 sign bit is set: sign word s masks e[s] lane by lane. `signs`
 // holds the words of a unit (kStride 4: word s of the unit's triple kParity at byte 4s + 2kParity)
 // or of a lone last triple (kStride 2, kParity 0: word s at byte 2s).
