@@ -6,7 +6,8 @@
 For every candidate (BM, BK) pair (every shape of the model gets it), the tuner generates a
 kernel header, builds the engine's test_tl in its own build directory with that header (under a
 name a generated include/bitnet-lut-kernels.h cannot shadow), and times each shape's kernel
-(`test_tl --tune N`, best of repeated calls, on the ISA the engine picks). It prints the table of
+(`test_tl --tune N`, on the ISA the engine picks: the best of repeated passes over copies of the
+matrix that together exceed the caches, since the engine streams its weights from memory). It prints the table of
 times and writes, per shape, the fastest tiles as a kernel_config.ini that codegen_tl1.py /
 codegen_tl2.py take with --preset. The tiles never change results, only speed.
 """
