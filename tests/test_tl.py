@@ -224,14 +224,35 @@ def test_setup_env_use_pretuned_refusals(tiny_packed, args, message):
     assert "BitNet-b1.58-2B-4T" in r.stderr or "i2_s" in args
 
 
-def test_2b4t_presets_cover_its_shapes():
-    from utils.codegen_tl import PRESETS, read_config, validate
+# Every model setup_env knows but Falcon-E (whose config this project has never seen) has presets,
+# for the shapes of the generator preset that mirrors its config.
+PRESET_SHAPES = {
+    "BitNet-b1.58-2B-4T": "2b4t", "bitnet-b1.58-2B-4T-bf16": "2b4t", "bitnet_b1_58-large": "bitnet-large",
+    "bitnet_b1_58-3B": "bitnet-3b", "Llama3-8B-1.58-100B-tokens": "llama3-8b",
+    "Falcon3-1B-Instruct-1.58bit": "falcon3-1b", "Falcon3-3B-Instruct-1.58bit": "falcon3-3b",
+    "Falcon3-3B-1.58bit": "falcon3-3b", "Falcon3-7B-Instruct-1.58bit": "falcon3-7b",
+    "Falcon3-7B-1.58bit": "falcon3-7b", "Falcon3-10B-Instruct-1.58bit": "falcon3-10b",
+    "Falcon3-10B-1.58bit": "falcon3-10b",
+}
 
-    shapes = {(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)}
-    for qtype in ("tl1", "tl2"):
-        tiles = read_config(PRESETS / "BitNet-b1.58-2B-4T" / f"kernel_config_{qtype}.ini")
-        validate(qtype, tiles)
-        assert {(t.M, t.K) for t in tiles} == shapes
+
+def test_presets_cover_the_known_models_shapes():
+    from utils.codegen_tl import PRESETS, read_config, validate
+    from utils.generate_dummy_model import _complete_shape, resolve_config
+    from utils.hub import KNOWN_MODELS
+
+    known = {m.local_name for m in KNOWN_MODELS if not m.local_name.startswith("Falcon-E")}
+    assert set(PRESET_SHAPES) == known
+    assert {p.name for p in PRESETS.iterdir() if p.is_dir()} == known
+    for name, preset in PRESET_SHAPES.items():
+        s = _complete_shape(resolve_config(preset))
+        q, kv = s["heads"] * s["head_dim"], s["kv_heads"] * s["head_dim"]  # rows of Wq, of Wk and Wv
+        shapes = {(q, s["hidden"]), (kv, s["hidden"]), (s["hidden"], q), (s["ffn"], s["hidden"]),
+                  (s["hidden"], s["ffn"])}
+        for qtype in ("tl1", "tl2"):
+            tiles = read_config(PRESETS / name / f"kernel_config_{qtype}.ini")
+            validate(qtype, tiles)
+            assert {(t.M, t.K) for t in tiles} == shapes, (name, qtype)
 
 
 def test_tuner_codegen_and_build_rewrite_the_header(tiny_packed, tmp_path):
