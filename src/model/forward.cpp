@@ -59,24 +59,6 @@ void project(Context& ctx, const Proj& p, const QuantBatch& qb, float* out) {
         for (int64_t i = 0; i < qb.n * p.w.out; ++i) out[i] *= p.scale;
 }
 
-// Rotary embedding in llama.cpp's NORM layout: pairs (2i, 2i+1) of each head. The converter
-// permuted the rows of Wq and Wk so that this equals Hugging Face's rotate_half on the original
-// rows (same angles, same products, so the same float results). Not in ops.h, which only has the
-// NEOX form; it lives here until ops grows it.
-void rope_norm(float* x, int n_heads, int head_dim, int pos, const float* inv_freq) {
-    const int half = head_dim / 2;
-    for (int i = 0; i < half; ++i) {
-        const float f = (float)pos * inv_freq[i];
-        const float c = std::cos(f), s = std::sin(f);
-        for (int h = 0; h < n_heads; ++h) {
-            float* hx = x + (int64_t)h * head_dim + 2 * i;
-            const float x0 = hx[0], x1 = hx[1];
-            hx[0] = x0 * c - x1 * s;
-            hx[1] = x1 * c + x0 * s;
-        }
-    }
-}
-
 // fa = act(fa) * fb over n values (the buffers never overlap).
 void gated_activation_row(FfnAct act, float* __restrict fa, const float* __restrict fb, int64_t n) {
     if (act == FfnAct::RELU2) {
@@ -161,6 +143,7 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
         ctx.seq_end[s] = positions[i] + 1;
     }
     for (int i = 0; i < n; ++i) ctx.b_keys[i] = ctx.seq_end[seq_ids[i]];
+    for (int i = 0; i < n; ++i) rope_angles((int)hd, positions[i], ctx.inv_freq.data(), ctx.rope_cs.data() + i * hd);
 
     {
         BITNET_PROFILE_SCOPE("embed");
@@ -187,8 +170,8 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
             ctx.pool->for_each_row(n, [&](int64_t i) {
                 const int pos = positions[i];
                 const size_t at = seq_ids[i] * slot_stride + (size_t)pos * dkv;
-                rope(ctx.q.data() + i * dq, hp.n_head, (int)hd, pos, ctx.inv_freq.data());
-                rope(ctx.k.data() + i * dkv, hp.n_head_kv, (int)hd, pos, ctx.inv_freq.data());
+                rope(ctx.q.data() + i * dq, hp.n_head, (int)hd, ctx.rope_cs.data() + i * hd);
+                rope(ctx.k.data() + i * dkv, hp.n_head_kv, (int)hd, ctx.rope_cs.data() + i * hd);
                 std::memcpy(kc + at, ctx.k.data() + i * dkv, dkv * sizeof(float));
                 std::memcpy(vc + at, ctx.v.data() + i * dkv, dkv * sizeof(float));
             });

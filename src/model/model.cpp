@@ -257,6 +257,7 @@ std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int
     c->seq_end.assign(c->n_seq, 0);
     c->inv_freq.resize(hp.head_dim / 2);
     rope_inv_freq(hp.rope_theta, hp.head_dim, c->inv_freq.data());
+    c->rope_cs.resize((size_t)c->n_batch * hp.head_dim);
 
     const int64_t nb = c->n_batch;
     const int64_t widest = std::max<int64_t>({hp.n_embd, dq, hp.n_ff});

@@ -82,6 +82,7 @@ struct Context {
     std::vector<float> k_cache, v_cache;  // (n_layer, n_seq, n_ctx, n_head_kv*head_dim)
     std::vector<int> seq_len;             // (n_seq) positions cached per sequence
     std::vector<float> inv_freq;          // (head_dim/2)
+    std::vector<float> rope_cs;           // (n_batch, head_dim): each batch token's cos | sin (rope_angles)
 
     // scratch for one batch of up to n_batch tokens
     std::vector<float> x, xn, q, k, v, att, ffa, ffb;

@@ -289,11 +289,19 @@ void rope_inv_freq(float theta, int head_dim, float* inv_freq) {
         inv_freq[i] = 1.0f / std::pow(theta, (float)(2 * i) / (float)head_dim);
 }
 
-void rope_neox(float* x, int n_heads, int head_dim, int pos, const float* inv_freq) {
+void rope_angles(int head_dim, int pos, const float* inv_freq, float* cs) {
     const int half = head_dim / 2;
     for (int i = 0; i < half; ++i) {
         const float f = (float)pos * inv_freq[i];
-        const float c = std::cos(f), s = std::sin(f);
+        cs[i] = std::cos(f);
+        cs[half + i] = std::sin(f);
+    }
+}
+
+void rope_neox(float* x, int n_heads, int head_dim, const float* cs) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; ++i) {
+        const float c = cs[i], s = cs[half + i];
         for (int h = 0; h < n_heads; ++h) {
             float* hx = x + (int64_t)h * head_dim;
             const float x0 = hx[i], x1 = hx[i + half];
@@ -301,6 +309,19 @@ void rope_neox(float* x, int n_heads, int head_dim, int pos, const float* inv_fr
             const float a = x0 * c, b = x1 * s, e = x1 * c, g = x0 * s;
             hx[i] = a - b;
             hx[i + half] = e + g;
+        }
+    }
+}
+
+void rope_norm(float* x, int n_heads, int head_dim, const float* cs) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; ++i) {
+        const float c = cs[i], s = cs[half + i];
+        for (int h = 0; h < n_heads; ++h) {
+            float* hx = x + (int64_t)h * head_dim + 2 * i;
+            const float x0 = hx[0], x1 = hx[1];
+            hx[0] = x0 * c - x1 * s;
+            hx[1] = x1 * c + x0 * s;
         }
     }
 }

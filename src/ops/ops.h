@@ -15,7 +15,15 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* out);
 // rotate_half), for n_heads heads of size head_dim at position pos, in place.
 // inv_freq[i] = 1 / theta^(2i/d), precomputed by rope_inv_freq.
 void rope_inv_freq(float theta, int head_dim, float* inv_freq);
-void rope_neox(float* x, int n_heads, int head_dim, int pos, const float* inv_freq);
+// cs[i] = cos(pos * inv_freq[i]), cs[half + i] = sin(pos * inv_freq[i]) for i < half = head_dim/2:
+// computed once per token and shared by its Q and K in every layer.
+void rope_angles(int head_dim, int pos, const float* inv_freq, float* cs);
+// Hugging Face's rotate_half layout: pairs (i, i + half) of each head.
+void rope_neox(float* x, int n_heads, int head_dim, const float* cs);
+// llama.cpp's NORM layout: pairs (2i, 2i+1) of each head. The converter permuted the rows of Wq
+// and Wk of `llama` checkpoints so that this equals rotate_half on the original rows (same
+// angles, same products, so the same float results).
+void rope_norm(float* x, int n_heads, int head_dim, const float* cs);
 
 // Causal attention of one query head against cached keys/values of positions [0, n_kv):
 //   out = softmax(q·K^T * scale) V       K, V rows have stride `stride` floats.
