@@ -23,14 +23,20 @@ std::vector<const Set*> isa_sets_available(const std::vector<const Set*>& compil
     return sets;
 }
 
-// The set of `available` for the ISA of kernels(); `fallback` (the family's scalar set) where that
-// ISA has no set of this family.
+// The set of `available` for the ISA of kernels(), or else for the best ISA below it in
+// kernels_available()'s order: a family with no set of its own for an extension (TL kernels have
+// no use for NEON's SDOT) runs its set for the base ISA, not the scalar one. `fallback` (the
+// family's scalar set) if there is none.
 template <typename Set>
 const Set& isa_set_chosen(const std::vector<const Set*>& available, const Set& fallback) {
-    const std::string isa = kernels().isa;
-    for (const Set* s : available)
-        if (isa == s->isa) return *s;
-    return fallback;
+    const std::string chosen = kernels().isa;
+    const Set* best = &fallback;
+    for (const KernelSet* ks : kernels_available()) {
+        for (const Set* s : available)
+            if (ks->isa == std::string(s->isa)) best = s;
+        if (chosen == ks->isa) break;
+    }
+    return *best;
 }
 
 }  // namespace bitnet

@@ -20,9 +20,7 @@ const TLKernelSet& tl_kernels_avx2();        // x86/tl_avx2.cpp
 const TLKernelSet& tl_kernels_avx512vnni();  // x86/tl_avx512.cpp
 #endif
 #if defined(BITNET_HAVE_ARM)
-// arm/tl_neon.cpp: one build under both NEON ISA names (the lookups have no use for SDOT)
-const TLKernelSet& tl_kernels_neon();
-const TLKernelSet& tl_kernels_neon_dotprod();
+const TLKernelSet& tl_kernels_neon();  // arm/tl_neon.cpp (also under neon-dotprod: no use for SDOT)
 #endif
 
 namespace {
@@ -184,13 +182,11 @@ std::vector<const TLKernelSet*> tl_kernels_available() {
 #endif
 #if defined(BITNET_HAVE_ARM)
     all.push_back(&tl_kernels_neon());
-    all.push_back(&tl_kernels_neon_dotprod());
 #endif
     return isa_sets_available(all);
 }
 
 const TLKernelSet& tl_kernels() {
-    // An ISA without TL kernels of its own gets the scalar ones.
     static const TLKernelSet& chosen = isa_set_chosen(tl_kernels_available(), tl_kernels_ref());
     return chosen;
 }

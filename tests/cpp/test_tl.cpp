@@ -118,7 +118,7 @@ void check(uint32_t type, int64_t M, int64_t K, int64_t N, bool extreme, const T
 int run_tests() {
     std::printf("TL kernel sets:");
     for (const TLKernelSet* ts : tl_kernels_available()) std::printf(" %s", ts->isa);
-    std::printf("\n");
+    std::printf("\nTL kernels used with the %s kernel set: %s\n", kernels().isa, tl_kernels().isa);
     int cases = 0;
     for (uint32_t type : {TYPE_TL1, TYPE_TL2}) {
         for (int64_t K : {2, 4, 5, 6, 7, 8, 130, 192, 193, 194, 256, 390, 777, 2560}) {

@@ -10,12 +10,10 @@
 // int16 block sums are widened into int32 partial sums kept in `out`. The generic kernels use
 // kBM = TL_BM, kBK = TL_GROUPS_PER_BLOCK; include/bitnet-lut-kernels.h instantiates others per shape.
 //
-// One build serves the "neon" and "neon-dotprod" ISAs: the kernels look tables up, they have no
-// dot product for SDOT to speed up, so a second build under -march=armv8.2-a+dotprod (as
-// kernels_neon_dotprod.cpp does for I2_S) would only duplicate this code. The file therefore
-// defines two TLKernelSet objects with the same functions, one per ISA name of kernels_available(),
-// so that tl_kernels() follows kernels() whichever NEON set that picked. Everything is Armv8.0
-// Advanced SIMD, safe on every aarch64 CPU. On other targets the file is empty.
+// One set, "neon", for both NEON ISAs: the kernels look tables up and have no dot product for SDOT
+// to speed up, and when kernels() picks "neon-dotprod", tl_kernels() takes the best TL set at or
+// below it (isa_select.h). Everything is Armv8.0 Advanced SIMD, safe on every aarch64 CPU. On
+// other targets the file is empty.
 #if defined(__aarch64__)
 
 #include <arm_neon.h>
@@ -165,11 +163,6 @@ bool batch_gemm(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t, int32_
 
 const TLKernelSet& tl_kernels_neon() {
     static const TLKernelSet set = tl_kernel_set("neon");
-    return set;
-}
-
-const TLKernelSet& tl_kernels_neon_dotprod() {
-    static const TLKernelSet set = tl_kernel_set("neon-dotprod");
     return set;
 }
 
