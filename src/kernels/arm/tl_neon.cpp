@@ -125,7 +125,7 @@ inline void widen_add(const int16x8_t a[8], int32_t* acc) {
 // Σ over `count` groups (at most the int16 block) of weights w and tables lut, added to acc[64]:
 // pairs (32 bytes each), or TL2 triples starting at a unit (80 bytes for two, 40 for a lone last).
 template <bool kTriple>
-inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_t* acc) {
+inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_t* acc, bool /*stream*/) {
     int16x8_t a[8];
     for (int k = 0; k < 8; ++k) a[k] = vdupq_n_s16(0);
     int64_t g = 0;

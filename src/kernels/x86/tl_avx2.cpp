@@ -55,7 +55,7 @@ inline void apply_signs(const uint8_t* signs, __m256i e[4]) {
 // Σ over `count` <= TL_GROUPS_PER_BLOCK groups of weights w and tables lut, added to acc[64]:
 // pairs (32 bytes each), or TL2 triples starting at a unit (80 bytes for two, 40 for a lone last).
 template <bool kTriple>
-inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_t* acc) {
+inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_t* acc, bool stream) {
     __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                     _mm256_setzero_si256()};
     auto add = [&](const __m256i e[4]) {
@@ -65,7 +65,7 @@ inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_
     int64_t g = 0;
     if (kTriple) {
         for (; g + 2 <= count; g += 2, w += 80, lut += 2 * TL_LUT_BYTES) {
-            prefetch_stream(w);
+            if (stream) prefetch_stream(w);
             lookup(w, lut, e);
             apply_signs<4, 0>(w + 64, e);
             add(e);
@@ -80,7 +80,7 @@ inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_
         }
     } else {
         for (; g < count; ++g, w += 32, lut += TL_LUT_BYTES) {
-            prefetch_stream(w);
+            if (stream) prefetch_stream(w);
             lookup(w, lut, e);
             add(e);
         }

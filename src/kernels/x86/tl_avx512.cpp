@@ -57,14 +57,14 @@ inline __mmask32 unit_mask(const uint8_t* signs, int s) {
 // folded into one 256-bit int16 sum (at most BK <= TL*_MAX_BK entries in all: no overflow) and
 // widened into the int32 partial sums as in the AVX2 kernel.
 template <bool kTriple>
-inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_t* acc) {
+inline void block_sum(const uint8_t* w, const int8_t* lut, int64_t count, int32_t* acc, bool stream) {
     constexpr int64_t kStep = kTriple ? 80 : 64;
     __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                     _mm512_setzero_si512()};
     __m512i e[4];
     int64_t g = 0;
     for (; g + 2 <= count; g += 2, w += kStep, lut += 2 * TL_LUT_BYTES) {
-        prefetch_stream(w);
+        if (stream) prefetch_stream(w);
         lookup_two(_mm512_loadu_si512(w), _mm512_loadu_si512(lut), e);
         for (int i = 0; i < 4; ++i)
             a[i] = _mm512_add_epi16(
@@ -100,7 +100,7 @@ constexpr int kBatchTile = 4;           // tokens per register tile: 16 accumula
 // words s (tl2_sign_row order) regrouped by bytes, rows 8b..8b+7 from byte b of the result.
 inline __mmask64 row_signs(const uint8_t* blk, int64_t t, int64_t n3) {
     const uint8_t* w0 = blk + tl2_sign_offset(t, 0, n3);
-    const int step = (int)(tl2_sign_offset(t, 1, n3) - tl2_sign_offset(t, 0, n3));  // 4 in a unit, 2 alone
+    const int step = t / 2 < n3 / 2 ? 4 : 2;  // words interleaved in a unit; a lone triple's in a row
     uint8_t b[8];
     // word s low byte: rows 32(s/2) + 8(s%2) ..+7, high byte: the same + 16
     for (int s = 0; s < 4; ++s) {
@@ -127,17 +127,25 @@ inline __m512i digit_codes(const TLDigits& d, int j) {  // per index: digit j + 
     return _mm512_broadcast_i32x4(_mm_load_si128((const __m128i*)c));
 }
 
+// The code tables of decode_block, built once per call: pair digits 0-1, triple digits 0-2.
+struct CodeTables {
+    __m512i pair[2], triple[3];
+    CodeTables()
+        : pair{digit_codes(tl_pair_digits(), 0), digit_codes(tl_pair_digits(), 1)},
+          triple{digit_codes(tl_triple_digits(), 0), digit_codes(tl_triple_digits(), 1),
+                 digit_codes(tl_triple_digits(), 2)} {}
+};
+
 // The codes of the 64-row block at blk (rows of K values) into D (Kp / 4 * 256 bytes, Kp = K
 // rounded up to 4; columns past K get code 0), through V (Kp * 64 bytes).
 template <bool kTL2>
-void decode_block(const uint8_t* blk, int64_t K, uint8_t* V, uint8_t* D) {
+void decode_block(const CodeTables& ct, const uint8_t* blk, int64_t K, uint8_t* V, uint8_t* D) {
     const int64_t kp = (K + 3) / 4 * 4;
-    const __m512i p0 = digit_codes(tl_pair_digits(), 0), p1 = digit_codes(tl_pair_digits(), 1);
+    const __m512i p0 = ct.pair[0], p1 = ct.pair[1];
     int64_t k = 0;
     const uint8_t* pairs = blk;
     if (kTL2) {
-        const __m512i t0 = digit_codes(tl_triple_digits(), 0), t1 = digit_codes(tl_triple_digits(), 1);
-        const __m512i t2 = digit_codes(tl_triple_digits(), 2), two = _mm512_set1_epi8(2);
+        const __m512i t0 = ct.triple[0], t1 = ct.triple[1], t2 = ct.triple[2], two = _mm512_set1_epi8(2);
         const int64_t n3 = tl2_k3(K) / 3;
         for (int64_t t = 0; t < n3; ++t, k += 3) {
             const __m512i m = group_nibbles(blk + tl2_mag_offset(t));
@@ -230,8 +238,9 @@ bool batch_gemm(const uint8_t* W, int64_t K, const int8_t* Q, int64_t ldq, int64
     }
     uint8_t* V = (uint8_t*)quant_scratch_i8((size_t)(2 * kp * 64));
     uint8_t* D = V + kp * 64;
+    const CodeTables tables;
     for (int64_t m = m0; m < m1; m += TL_BM) {
-        decode_block<kTL2>(W + m / TL_BM * block_bytes, K, V, D);
+        decode_block<kTL2>(tables, W + m / TL_BM * block_bytes, K, V, D);
         int64_t n = 0;
         for (; n + kBatchTile <= N; n += kBatchTile)
             codes_tile<kBatchTile>(D, K, Q + n * ldq, ldq, qsum + n, out + n * ldo + m, ldo);
