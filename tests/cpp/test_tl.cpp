@@ -132,6 +132,8 @@ int run_tests() {
             check(type, 64, K, 7, true);
             cases += 2;
         }
+        check(type, 64, 2560, 40, false);  // 40 tokens: more than one chunk of tables (tl_loops.inc)
+        ++cases;
     }
     // the shapes include/bitnet-lut-kernels.h specializes, if the build has one
     for (const TLKernelSet* ts : tl_kernels_available())
