@@ -26,6 +26,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
+
+#include "kernels/kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -266,8 +269,10 @@ __attribute__((target("avx2,fma"))) void attention_row_avx2(const float* q, cons
     for (; i0 < head_dim; ++i0) out[i0] = pv_element(scores, v, stride, n_kv, n_keys, i0);
 }
 
-bool have_avx2_fma() {
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+// Every x86 kernel set but the scalar one implies AVX2 and FMA: follow the set dispatch chose, so
+// BITNET_ISA=scalar runs the generic attention too.
+bool use_avx2_fma() {
+    static const bool ok = std::string(kernels().isa) != "scalar";
     return ok;
 }
 #endif
@@ -330,7 +335,7 @@ void attention_head(const float* q, const float* k, const float* v, int64_t stri
                     int head_dim, float scale, float* scratch, float* out, int n_keys) {
     if (n_keys < n_kv) n_keys = n_kv;
 #if BITNET_OPS_X86
-    if (have_avx2_fma()) {
+    if (use_avx2_fma()) {
         attention_row_avx2(q, k, v, stride, n_kv, n_keys, head_dim, scale, scratch, out);
         return;
     }
