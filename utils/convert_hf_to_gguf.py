@@ -47,7 +47,8 @@ if __package__ in (None, ""):  # run as `python utils/convert_hf_to_gguf.py`
 
 from utils.common import read_json  # noqa: E402
 from utils.vocab import add_tokenizer  # noqa: E402
-from utils.ternary import I2S_BLOCK, I2S_TAIL_BYTES, I2S_TYPE_ID, absmean_quantize, pack_i2s, unpack_hf  # noqa: E402
+from utils.gguf_reader import tensor_nbytes  # noqa: E402
+from utils.ternary import I2S_TYPE_ID, absmean_quantize, pack_i2s, unpack_hf  # noqa: E402
 from utils.tl_pack import (  # noqa: E402
     TL_BLOCK_KEY,
     TL_BM,
@@ -56,7 +57,6 @@ from utils.tl_pack import (  # noqa: E402
     TL_TYPE_IDS,
     check_tl_shape,
     pack_tl,
-    tl_nbytes,
 )
 
 ARCH_B158, ARCH_BITNET, ARCH_LLAMA = "bitnet-b1.58", "bitnet", "llama"
@@ -344,15 +344,8 @@ def _tensor_data(weights: Weights, hp: Hparams, entry: tuple, embd_type: str) ->
 
 
 def _nbytes(ggml_type: int, shape: tuple[int, ...]) -> int:
-    rows, k = (1, shape[0]) if len(shape) == 1 else shape
-    if ggml_type == I2S_TYPE_ID:  # whole 32-byte blocks per row, then the scale trailer
-        return rows * (-(-k // I2S_BLOCK)) * (I2S_BLOCK // 4) + I2S_TAIL_BYTES
-    if ggml_type in TL_TYPE_IDS.values():
-        return tl_nbytes(ggml_type, rows, k)
-    if ggml_type in (GGML_F16, GGML_F32):
-        return rows * k * (2 if ggml_type == GGML_F16 else 4)
-    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
-    return rows * (k // block) * size
+    """Bytes of a tensor of torch-order `shape` in the file (gguf_reader's rule, ggml order)."""
+    return tensor_nbytes(ggml_type, tuple(shape[::-1]))
 
 
 def _write_hparams(writer: GGUFWriter, hp: Hparams, name: str, outtype: str) -> None:

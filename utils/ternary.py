@@ -81,11 +81,17 @@ def pack_i2s(t: np.ndarray, scale: float, divisor: float | None = None) -> np.nd
         t = np.pad(t, ((0, 0), (0, i2s_padded_in(k) - k)))
     codes = (t.reshape(-1, 4, 32) + 1).astype(np.uint8)  # [block, group of 32, j]
     packed = (codes[:, 0] << 6) | (codes[:, 1] << 4) | (codes[:, 2] << 2) | codes[:, 3]
+    return np.concatenate([packed.reshape(-1), scale_trailer(scale, divisor)])
+
+
+def scale_trailer(scale: float, divisor: float | None) -> np.ndarray:
+    """The 32 bytes that end an I2_S or TL tensor: float32 scale, float32 exact divisor (zeros when
+    unknown), zeros."""
     tail = np.zeros(I2S_TAIL_BYTES, dtype=np.uint8)
     tail[:4] = np.frombuffer(np.float32(scale).tobytes(), dtype=np.uint8)
     if divisor is not None:
         tail[4:8] = np.frombuffer(np.float32(divisor).tobytes(), dtype=np.uint8)
-    return np.concatenate([packed.reshape(-1), tail])
+    return tail
 
 
 def unpack_i2s(buf: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.float32]:

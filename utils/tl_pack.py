@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from utils.ternary import I2S_TAIL_BYTES, scale_trailer
+
 TL1_TYPE_ID = 38  # GGML type ids bitnet.cpp gives TL1 / TL2
 TL2_TYPE_ID = 39
 TL_TYPE_IDS = {"tl1": TL1_TYPE_ID, "tl2": TL2_TYPE_ID}
 TL_BM = 64  # rows per block
-TL_TAIL_BYTES = 32
+TL_TAIL_BYTES = I2S_TAIL_BYTES  # the same trailer (utils/ternary.py scale_trailer)
 TL_BLOCK_KEY = "bitnet.tl.bm"  # GGUF key: the row block the file was packed with
 TL_LAYOUT_KEY = "bitnet.tl.layout"  # GGUF key: the version of this byte layout (src/kernels/tl.h TL_LAYOUT)
 TL_LAYOUT = 1
@@ -78,14 +80,6 @@ def check_tl_shape(type_id: int, rows: int, k: int) -> None:
         raise ValueError(f"{name} cannot store rows of length {k} (TL1 needs an even length, TL2 at least 2)")
 
 
-def _trailer(scale: float, divisor: float | None) -> np.ndarray:
-    tail = np.zeros(TL_TAIL_BYTES, dtype=np.uint8)
-    tail[:4] = np.frombuffer(np.float32(scale).tobytes(), dtype=np.uint8)
-    if divisor is not None:
-        tail[4:8] = np.frombuffer(np.float32(divisor).tobytes(), dtype=np.uint8)
-    return tail
-
-
 def _nibbles(idx: np.ndarray) -> np.ndarray:
     """Indexes [rows, groups] (< 16) -> bytes [blocks, groups, 32] (rows j, j+32 per byte)."""
     b = idx.reshape(idx.shape[0] // TL_BM, TL_BM, idx.shape[1]).transpose(0, 2, 1).astype(np.uint8)
@@ -126,7 +120,7 @@ def pack_tl(t: np.ndarray, type_id: int, scale: float, divisor: float | None = N
         triples = _units(mags, signs).reshape(blocks, -1)
         pairs = _nibbles(_pair_index(t[:, k3:])).reshape(blocks, -1)
         body = np.concatenate([triples, pairs], axis=1)
-    return np.concatenate([body.reshape(-1), _trailer(scale, divisor)])
+    return np.concatenate([body.reshape(-1), scale_trailer(scale, divisor)])
 
 
 def _units(mags: np.ndarray, signs: np.ndarray) -> np.ndarray:
