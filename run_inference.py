@@ -13,14 +13,12 @@ the chat runs in bitnet-cli on this terminal's stdin; Ctrl-C is left to it (it s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, BitnetError, build_dir, display_path, run_cli, run_tool
+from utils.common import DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, display_path, engine_tool, run_cli, run_tool
 
-DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 
 
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
@@ -29,9 +27,7 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
     """The bitnet-cli command line for these settings (``conversation``: chat mode, ``prompt`` being
     the system prompt). Raise ``BitnetError`` when the engine is not built or the model file does
     not exist."""
-    cli = build_dir() / "bin" / "bitnet-cli"
-    if not (cli.is_file() and os.access(cli, os.X_OK)):
-        raise BitnetError(f"the engine is not built ({display_path(cli)} is missing): run python setup_env.py")
+    cli = engine_tool("bitnet-cli")
     if not model.is_file():
         raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
                           "(or setup_env.py --model-dir DIR / --hf-repo REPO)")

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL_DIR, run_cli
+from utils.common import DEFAULT_MODEL, run_cli
 
-DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

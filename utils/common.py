@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The model that ships with the repository (HF layout, converted by setup_env.py on first run).
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "bitnet-tiny"
+DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"  # what setup_env.py makes of it
 # A prompt that suits it (it was trained on Python's documentation).
 DEFAULT_PROMPT = "Create a new"
 
@@ -55,6 +56,15 @@ def build_dir() -> Path:
     repository root) overrides ``build/``."""
     path = Path(os.environ.get("BITNET_BUILD_DIR") or "build")
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+def engine_tool(name: str) -> Path:
+    """Path of the engine's executable `name` (bitnet-cli, bitnet-bench, ...); ``BitnetError``
+    when the engine is not built."""
+    tool = build_dir() / "bin" / name
+    if not (tool.is_file() and os.access(tool, os.X_OK)):
+        raise BitnetError(f"the engine is not built ({display_path(tool)} is missing): run python setup_env.py")
+    return tool
 
 
 def display_path(path: Path) -> str:

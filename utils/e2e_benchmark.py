@@ -17,7 +17,6 @@ row's speed relative to the first model's on the same test. ``BITNET_BUILD_DIR``
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,7 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import BitnetError, build_dir, display_path, run_cli
-
-
-def bench_tool() -> Path:
-    """Path of bitnet-bench; ``BitnetError`` when the engine is not built."""
-    tool = build_dir() / "bin" / "bitnet-bench"
-    if not (tool.is_file() and os.access(tool, os.X_OK)):
-        raise BitnetError(f"the engine is not built ({display_path(tool)} is missing): run python setup_env.py")
-    return tool
+from utils.common import BitnetError, display_path, engine_tool, run_cli
 
 
 def run_bench_json(cmd: list[str]) -> dict:
@@ -69,7 +60,7 @@ def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int],
     for m in models:
         if not Path(m).is_file():
             raise BitnetError(f"model file {display_path(m)} not found: give a converted GGUF model with -m")
-    tool = bench_tool()
+    tool = engine_tool("bitnet-bench")
     rows: dict[tuple, dict] = {}
     for rep in range(reps):
         for i, model in enumerate(models):

@@ -37,9 +37,8 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
+from utils.common import DEFAULT_MODEL, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
 
-DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 
 
 def free_port() -> int:

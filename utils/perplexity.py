@@ -14,7 +14,6 @@ stderr); the exit code is the tool's. ``BITNET_BUILD_DIR`` overrides build/.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -25,9 +24,8 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import DEFAULT_MODEL_DIR, BitnetError, build_dir, display_path, run_cli, run_tool
+from utils.common import DEFAULT_MODEL, DEFAULT_MODEL_DIR, BitnetError, display_path, engine_tool, run_cli, run_tool
 
-DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"
 DEFAULT_TEXT = DEFAULT_MODEL_DIR / "heldout.txt"
 
 # The tool's last line: "Final estimate: PPL = 12.3456 +/- 0.12345" (inf/nan when the model
@@ -39,9 +37,7 @@ def perplexity_command(model: Path, text_file: Path, ctx_size: int = 512, thread
                        batch_size: int = 512, chunks: int | None = None) -> list[str]:
     """The bitnet-perplexity command line for these settings (``chunks`` None: all). Raise
     ``BitnetError`` when the engine is not built or an input file does not exist."""
-    tool = build_dir() / "bin" / "bitnet-perplexity"
-    if not (tool.is_file() and os.access(tool, os.X_OK)):
-        raise BitnetError(f"the engine is not built ({display_path(tool)} is missing): run python setup_env.py")
+    tool = engine_tool("bitnet-perplexity")
     if not Path(model).is_file():
         raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
                           "(or give a converted model with -m MODEL.gguf)")
