@@ -161,42 +161,35 @@ void linear_forward(Context& ctx, const Linear& lin, const QuantBatch& qb, float
     const int64_t n = qb.n, K = lin.in, M = lin.out, ldq = qb.ldq;
     BITNET_ASSERT(qb.k == K);
     const int8_t* Q = qb.q.data();
-    if (is_tl(lin.type)) {
-        // The TL kernels give Σ t·q directly (no code offset to undo); the same rescale as I2_S.
-        const tl_gemm_fn gemm = tl_gemm_for(tl_kernels(), lin.type, M, K);
+    if (is_tl(lin.type) || lin.type == TYPE_I2_S || (is_tq(lin.type) && !lin.block_scales)) {
+        // Exact integer products, one kernel signature: the TL kernels give Σ t·q; I2_S and TQ
+        // store codes t+1, so theirs are Σ code·q = Σ t·q + Σ q, and Σ q comes off. The reference
+        // (transformers' BitLinear) then computes y / (weight_scale * input_scale) in float32: the
+        // same two roundings here give the same bits.
+        i2s_gemm_fn gemm;
+        int64_t k_arg = K, align = kRowAlign;
+        bool codes = true;
+        if (is_tl(lin.type)) {
+            gemm = tl_gemm_for(tl_kernels(), lin.type, M, K);
+            align = TL_BM;
+            codes = false;
+        } else if (lin.type == TYPE_I2_S) {
+            gemm = kernels().i2s_gemm;
+            k_arg = i2s_padded_k(K);
+        } else {
+            const QuantKernelSet& qs = quant_kernels();
+            gemm = lin.type == TYPE_TQ1_0 ? qs.tq1_0_gemm_i32 : qs.tq2_0_gemm_i32;
+        }
         int32_t* acc = ctx.acc.data();
         ctx.pool->run([&](int ith, int nth) {
             int64_t m0, m1;
-            ThreadPool::split(M, ith, nth, TL_BM, &m0, &m1);
+            ThreadPool::split(M, ith, nth, align, &m0, &m1);
             if (m0 >= m1) return;
-            gemm(lin.data, K, Q, ldq, n, acc, M, m0, m1);
+            gemm(lin.data, k_arg, Q, ldq, n, acc, M, m0, m1);
             for (int64_t i = 0; i < n; ++i) {
                 const float d = qb.scale[i] * lin.divisor;
-                for (int64_t m = m0; m < m1; ++m) out[i * M + m] = (float)acc[i * M + m] / d;
-            }
-        });
-        return;
-    }
-    if (lin.type == TYPE_I2_S || (is_tq(lin.type) && !lin.block_scales)) {
-        const KernelSet& ks = kernels();
-        const QuantKernelSet& qs = quant_kernels();
-        const tq_gemm_i32_fn tq = lin.type == TYPE_TQ1_0 ? qs.tq1_0_gemm_i32 : qs.tq2_0_gemm_i32;
-        int32_t* acc = ctx.acc.data();
-        ctx.pool->run([&](int ith, int nth) {
-            int64_t m0, m1;
-            ThreadPool::split(M, ith, nth, kRowAlign, &m0, &m1);
-            if (m0 >= m1) return;
-            if (lin.type == TYPE_I2_S)
-                ks.i2s_gemm(lin.data, i2s_padded_k(K), Q, ldq, n, acc, M, m0, m1);
-            else
-                tq(lin.data, K, Q, ldq, n, acc, M, m0, m1);
-            // The codes are t+1, so Σ code·q = Σ t·q + Σ q, exact in integers. The reference
-            // (transformers' BitLinear) then computes y / (weight_scale * input_scale) in float32:
-            // the same two roundings here give the same bits.
-            for (int64_t i = 0; i < n; ++i) {
-                const float d = qb.scale[i] * lin.divisor;
-                for (int64_t m = m0; m < m1; ++m)
-                    out[i * M + m] = (float)(acc[i * M + m] - qb.qsum[i]) / d;
+                const int32_t offset = codes ? qb.qsum[i] : 0;
+                for (int64_t m = m0; m < m1; ++m) out[i * M + m] = (float)(acc[i * M + m] - offset) / d;
             }
         });
         return;
