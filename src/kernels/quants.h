@@ -69,6 +69,45 @@ struct block_tq2_0 {
 };
 static_assert(sizeof(block_tq2_0) == 66, "TQ2_0 block is 64 + 2 bytes");
 
+// Value i of a block as its layout stores it, one at a time: the definition the reference
+// kernels (quants_ref.cpp) and the row dequantizer (types.cpp) share; the SIMD kernels decode
+// whole vectors instead. Float types: the integer the block scale multiplies (Q6_K: before its
+// sub-block scale). Ternary types: the code 0/1/2. Internal linkage, as in x86/simd_x86.h: a file
+// built with AVX-512 flags must not lend its copy to the others.
+namespace {
+inline int q8_0_value(const block_q8_0& x, int i) { return x.qs[i]; }
+inline int q4_0_value(const block_q4_0& x, int i) {
+    return (i < 16 ? (x.qs[i] & 0x0F) : (x.qs[i - 16] >> 4)) - 8;
+}
+inline int q6_K_value(const block_q6_K& x, int i) {
+    const int h = i / 128, j = (i % 128) / 32, l = i % 32;
+    const uint8_t ql = x.ql[64 * h + 32 * (j & 1) + l];
+    const int lo = (j & 2) ? (ql >> 4) : (ql & 0x0F);
+    const int hi = (x.qh[32 * h + l] >> (2 * j)) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+inline int tq2_0_code(const block_tq2_0& x, int i) {
+    return (x.qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3;
+}
+inline int tq1_0_code(const block_tq1_0& x, int i) {
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    uint8_t byte;
+    int digit;
+    if (i < 160) {
+        byte = x.qs[i % 32];
+        digit = i / 32;
+    } else if (i < 240) {
+        byte = x.qs[32 + (i - 160) % 16];
+        digit = (i - 160) / 16;
+    } else {
+        byte = x.qh[(i - 240) % 4];
+        digit = (i - 240) / 4;
+    }
+    const uint8_t v = (uint8_t)(byte * pow3[digit]);  // mod 256: drops the digits above
+    return (v * 3) >> 8;
+}
+}  // namespace
+
 // Activations of N tokens quantized per block of `bs` values (32: "q8_0", 256: "q8_K"):
 //   d = absmax / 127, q = rint(x / d) (so |q| <= 127), x ≈ q * d.
 // bsum holds sums of 16 consecutive q (only filled for bs = 256: Q6_K's -32 offset needs them).

@@ -100,19 +100,6 @@ namespace {
 
 // ---- float-weight types ----------------------------------------------------------------------
 
-// Weight value i of a block as the integer the block scale multiplies.
-inline int q8_0_value(const block_q8_0& x, int i) { return x.qs[i]; }
-inline int q4_0_value(const block_q4_0& x, int i) {
-    return (i < 16 ? (x.qs[i] & 0x0F) : (x.qs[i - 16] >> 4)) - 8;
-}
-inline int q6_K_value(const block_q6_K& x, int i) {
-    const int h = i / 128, j = (i % 128) / 32, l = i % 32;
-    const uint8_t ql = x.ql[64 * h + 32 * (j & 1) + l];
-    const int lo = (j & 2) ? (ql >> 4) : (ql & 0x0F);
-    const int hi = (x.qh[32 * h + l] >> (2 * j)) & 3;
-    return (lo | (hi << 4)) - 32;
-}
-
 // Integer products of one block with its activations q.
 template <typename Block, int (*value)(const Block&, int)>
 int32_t q32_block_dot(const Block& x, const int8_t* q) {
@@ -151,28 +138,6 @@ void act_gemm_ref(const uint8_t* W, int64_t K, const ActBlocks& A, float* Y, int
 }
 
 // ---- ternary types ---------------------------------------------------------------------------
-
-inline int tq2_0_code(const block_tq2_0& x, int i) {
-    return (x.qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3;
-}
-
-inline int tq1_0_code(const block_tq1_0& x, int i) {
-    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-    uint8_t byte;
-    int digit;
-    if (i < 160) {
-        byte = x.qs[i % 32];
-        digit = i / 32;
-    } else if (i < 240) {
-        byte = x.qs[32 + (i - 160) % 16];
-        digit = (i - 160) / 16;
-    } else {
-        byte = x.qh[(i - 240) % 4];
-        digit = (i - 240) / 4;
-    }
-    const uint8_t v = (uint8_t)(byte * pow3[digit]);  // mod 256: drops the digits above
-    return (v * 3) >> 8;
-}
 
 // Σ (code - offset) * q over one block and its activations q.
 template <typename Block, int (*code)(const Block&, int)>

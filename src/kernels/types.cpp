@@ -167,55 +167,30 @@ uint16_t fp32_to_fp16(float f) {
 
 namespace {
 
-// One block of each quantized type to floats, from its layout in kernels/quants.h.
+// One block of each quantized type to floats, value by value (kernels/quants.h's decoders).
 void dequant_block(const block_q8_0& x, float* y) {
     const float d = fp16_to_fp32(x.d);
-    for (int i = 0; i < 32; ++i) y[i] = d * (float)x.qs[i];
+    for (int i = 0; i < QK8_0; ++i) y[i] = d * (float)q8_0_value(x, i);
 }
 
 void dequant_block(const block_q4_0& x, float* y) {
     const float d = fp16_to_fp32(x.d);
-    for (int i = 0; i < 16; ++i) {
-        y[i] = d * (float)((x.qs[i] & 0x0F) - 8);
-        y[i + 16] = d * (float)((x.qs[i] >> 4) - 8);
-    }
+    for (int i = 0; i < QK8_0; ++i) y[i] = d * (float)q4_0_value(x, i);
 }
 
 void dequant_block(const block_q6_K& x, float* y) {
     const float d = fp16_to_fp32(x.d);
-    for (int h = 0; h < 2; ++h)
-        for (int j = 0; j < 4; ++j)
-            for (int l = 0; l < 32; ++l) {
-                const int i = 128 * h + 32 * j + l;
-                const uint8_t ql = x.ql[64 * h + 32 * (j & 1) + l];
-                const int lo = (j & 2) ? (ql >> 4) : (ql & 0x0F);
-                const int hi = (x.qh[32 * h + l] >> (2 * j)) & 3;
-                y[i] = d * (float)x.scales[i / 16] * (float)((lo | (hi << 4)) - 32);
-            }
+    for (int i = 0; i < QK_K; ++i) y[i] = d * (float)x.scales[i / 16] * (float)q6_K_value(x, i);
 }
 
 void dequant_block(const block_tq2_0& x, float* y) {
     const float d = fp16_to_fp32(x.d);
-    for (int c = 0; c < 2; ++c)
-        for (int l = 0; l < 4; ++l)
-            for (int m = 0; m < 32; ++m)
-                y[128 * c + 32 * l + m] = d * (float)(((x.qs[32 * c + m] >> (2 * l)) & 3) - 1);
+    for (int i = 0; i < QK_K; ++i) y[i] = d * (float)(tq2_0_code(x, i) - 1);
 }
 
 void dequant_block(const block_tq1_0& x, float* y) {
     const float d = fp16_to_fp32(x.d);
-    // digit i of a byte: the top base-3 digit of byte * 3^i mod 256, i.e. ((byte * 3^i) * 3) >> 8
-    auto digit = [](uint8_t byte, int i) {
-        static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-        const uint8_t v = (uint8_t)(byte * pow3[i]);
-        return ((v * 3) >> 8) - 1;
-    };
-    for (int i = 0; i < 5; ++i) {
-        for (int m = 0; m < 32; ++m) y[32 * i + m] = d * (float)digit(x.qs[m], i);
-        for (int m = 0; m < 16; ++m) y[160 + 16 * i + m] = d * (float)digit(x.qs[32 + m], i);
-    }
-    for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) y[240 + 4 * i + j] = d * (float)digit(x.qh[j], i);
+    for (int i = 0; i < QK_K; ++i) y[i] = d * (float)(tq1_0_code(x, i) - 1);
 }
 
 template <typename Block>
