@@ -78,9 +78,9 @@ def _is_up_to_date(gguf: Path, model_dir: Path, embd_type: str) -> bool:
         embd = read_gguf(gguf).tensors.get("token_embd.weight")
     except (ValueError, UnicodeDecodeError, OSError):  # truncated or foreign file: convert again
         return False
-    from utils.quants import GGML_TYPE_IDS
+    from utils.convert_hf_to_gguf import embd_ggml_type
 
-    return embd is not None and embd.type_id == {"f32": 0, "f16": 1, **GGML_TYPE_IDS}[embd_type]
+    return embd is not None and embd.type_id == embd_ggml_type(embd_type)
 
 
 def _step(n: int, text: str) -> None:

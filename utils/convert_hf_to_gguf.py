@@ -261,7 +261,8 @@ def _quants():
     return quants
 
 
-def _embd_ggml_type(embd_type: str) -> int:
+def embd_ggml_type(embd_type: str) -> int:
+    """The ggml type id of an --embd-type name."""
     if embd_type in ("f16", "f32"):
         return GGML_F16 if embd_type == "f16" else GGML_F32
     return int(_quants().GGML_TYPE_IDS[embd_type])
@@ -273,7 +274,7 @@ def _lin_ggml_type(outtype: str) -> int:
 
 def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[tuple]:
     """(gguf name, hf name, kind, ggml type, numpy shape [rows, cols]) of every output tensor."""
-    embd_ggml = _embd_ggml_type(embd_type)
+    embd_ggml = embd_ggml_type(embd_type)
     if embd_ggml not in (GGML_F16, GGML_F32):
         block = GGML_QUANT_SIZES[GGMLQuantizationType(embd_ggml)][0]
         if hp.hidden % block:
