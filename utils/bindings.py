@@ -23,7 +23,12 @@ class BitnetError(RuntimeError):
 
 class _ContextParams(ctypes.Structure):
     _fields_ = [("n_ctx", ctypes.c_int32), ("n_threads", ctypes.c_int32), ("n_batch", ctypes.c_int32),
-                ("n_seq_max", ctypes.c_int32)]
+                ("n_seq_max", ctypes.c_int32), ("type_k", ctypes.c_int32), ("type_v", ctypes.c_int32),
+                ("flash_attn", ctypes.c_int32)]
+
+
+# KV cache types by their names in -ctk/-ctv (ggml type ids, as include/bitnet.h numbers them).
+KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
 
 
 class _ChatMessage(ctypes.Structure):
@@ -271,13 +276,19 @@ class Context(_Handle):
     _free = "bitnet_context_free"
 
     def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
-                 n_seq_max: int = 1):
+                 n_seq_max: int = 1, type_k: str = "f16", type_v: str = "f16", flash_attn: bool = True):
         """n_ctx: positions per sequence (0: the model's training context); n_threads: 0 for all
         cores; n_batch: most tokens per forward pass (longer calls are split); n_seq_max: sequence
-        slots (the KV cache takes n_seq_max times the memory). Raises BitnetError."""
+        slots (the KV cache takes n_seq_max times the memory); type_k/type_v: KV cache types
+        ("f32", "f16", "q8_0"); flash_attn False: the exact attention in torch's summation order
+        (needs f32 K and V). Raises BitnetError."""
         self.model = model
         self._lib = model._lib
-        params = _ContextParams(n_ctx, n_threads, n_batch, n_seq_max)
+        for name, t in (("type_k", type_k), ("type_v", type_v)):
+            if t not in KV_TYPES:
+                raise BitnetError(f"{name} {t!r} is not a KV cache type: use one of {', '.join(KV_TYPES)}")
+        params = _ContextParams(n_ctx, n_threads, n_batch, n_seq_max, KV_TYPES[type_k], KV_TYPES[type_v],
+                                1 if flash_attn else 0)
         self._p = self._lib.bitnet_context_new(model._p, params)
         if not self._p:
             raise _error()

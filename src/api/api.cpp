@@ -138,6 +138,9 @@ bitnet_context_params bitnet_context_default_params(void) {
     p.n_threads = 0;
     p.n_batch = 512;
     p.n_seq_max = 1;
+    p.type_k = BITNET_KV_F16;
+    p.type_v = BITNET_KV_F16;
+    p.flash_attn = 1;
     return p;
 }
 
@@ -149,7 +152,8 @@ bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_context_params pa
         bitnet::kernels();  // surface a bad BITNET_ISA here, not in the middle of a decode
         return new bitnet_context{bitnet::context_new(model->m.get(), params.n_ctx,
                                                       params.n_threads, params.n_batch,
-                                                      params.n_seq_max)};
+                                                      params.n_seq_max, (uint32_t)params.type_k,
+                                                      (uint32_t)params.type_v, params.flash_attn == 0)};
     });
 }
 

@@ -126,8 +126,7 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
     BITNET_ASSERT(n > 0 && n <= ctx.n_batch);
     const int64_t d = hp.n_embd, hd = hp.head_dim, dq = (int64_t)hp.n_head * hd,
                   dkv = (int64_t)hp.n_head_kv * hd, ff = hp.n_ff;
-    const int group = hp.n_head / hp.n_head_kv;
-    const float eps = hp.norm_eps, att_scale = 1.0f / std::sqrt((float)hd);
+    const float eps = hp.norm_eps;
     const auto rope = hp.rope == RopeType::NEOX ? rope_neox : rope_norm;
     float* x = ctx.x.data();
     float* xn = ctx.xn.data();
@@ -150,11 +149,9 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
         for (int i = 0; i < n; ++i) dequantize_row(m.tok_embd.type, m.tok_embd.data, d, tokens[i], x + i * d);
     }
 
-    const size_t slot_stride = (size_t)ctx.n_ctx * dkv;  // floats of one sequence in one layer
+    attention_prepare(ctx, seq_ids, positions, n);
     for (int l = 0; l < hp.n_layer; ++l) {
         const Layer& L = m.layers[l];
-        float* kc = ctx.k_cache.data() + (size_t)l * ctx.n_seq * slot_stride;
-        float* vc = ctx.v_cache.data() + (size_t)l * ctx.n_seq * slot_stride;
 
         // attention
         norm_rows(ctx, x, L.attn_norm, n, d, eps, xn);
@@ -168,29 +165,14 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
         {
             BITNET_PROFILE_SCOPE("rope");
             ctx.pool->for_each_row(n, [&](int64_t i) {
-                const int pos = positions[i];
-                const size_t at = seq_ids[i] * slot_stride + (size_t)pos * dkv;
                 rope(ctx.q.data() + i * dq, hp.n_head, (int)hd, ctx.rope_cs.data() + i * hd);
                 rope(ctx.k.data() + i * dkv, hp.n_head_kv, (int)hd, ctx.rope_cs.data() + i * hd);
-                std::memcpy(kc + at, ctx.k.data() + i * dkv, dkv * sizeof(float));
-                std::memcpy(vc + at, ctx.v.data() + i * dkv, dkv * sizeof(float));
+                kv_store(ctx, l, seq_ids[i], positions[i], ctx.k.data() + i * dkv, ctx.v.data() + i * dkv);
             });
         }
         {
             BITNET_PROFILE_SCOPE("attention");
-            ctx.pool->run([&](int ith, int nth) {
-                float* scratch = ctx.scores.data() + (size_t)ith * ctx.n_ctx;
-                const int64_t units = (int64_t)n * hp.n_head;
-                int64_t b, e;
-                ThreadPool::split(units, ith, nth, 1, &b, &e);
-                for (int64_t u = b; u < e; ++u) {
-                    const int i = (int)(u / hp.n_head), h = (int)(u % hp.n_head);
-                    const size_t kvo = seq_ids[i] * slot_stride + (size_t)(h / group) * hd;
-                    attention_head(ctx.q.data() + i * dq + h * hd, kc + kvo, vc + kvo, dkv,
-                                   positions[i] + 1, (int)hd, att_scale, scratch,
-                                   ctx.att.data() + i * dq + h * hd, ctx.b_keys[i]);
-                }
-            });
+            attention_layer(ctx, l, seq_ids, positions, n);
         }
         if (hp.sub_norms) norm_rows(ctx, ctx.att.data(), L.attn_sub_norm, n, dq, eps, ctx.att.data());
         quantize_rows(ctx, ctx.att.data(), n, dq, ctx.qb);

@@ -230,7 +230,7 @@ std::unique_ptr<Model> model_load(const std::string& path) {
 }
 
 std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int n_batch,
-                                     int n_seq) {
+                                     int n_seq, uint32_t type_k, uint32_t type_v, bool exact) {
     const HParams& hp = model->hp;
     auto c = std::make_unique<Context>();
     c->model = model;
@@ -243,16 +243,7 @@ std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int
 
     const int64_t dkv = (int64_t)hp.n_head_kv * hp.head_dim, dq = (int64_t)hp.n_head * hp.head_dim;
     c->pool = std::make_unique<ThreadPool>(n_threads);
-
-    const size_t cache = (size_t)hp.n_layer * c->n_seq * c->n_ctx * dkv;
-    try {
-        c->k_cache.assign(cache, 0.0f);
-        c->v_cache.assign(cache, 0.0f);
-    } catch (const std::bad_alloc&) {
-        fail("out of memory for a KV cache of %d sequence(s) x %d positions (%.1f GiB): use a "
-             "smaller context size or fewer sequences",
-             c->n_seq, c->n_ctx, 2.0 * sizeof(float) * cache / (1u << 30));
-    }
+    kv_cache_init(*c, type_k, type_v, exact);
     c->seq_len.assign(c->n_seq, 0);
     c->seq_end.assign(c->n_seq, 0);
     c->inv_freq.resize(hp.head_dim / 2);
@@ -270,7 +261,8 @@ std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int
     c->ffa.resize(nb * hp.n_ff);
     c->ffb.resize(nb * hp.n_ff);
     c->acc.resize(nb * widest);
-    c->scores.resize((size_t)n_threads * c->n_ctx);
+    if (exact) c->scores.resize((size_t)n_threads * c->n_ctx);
+    c->attn_seq_order.resize(nb);
     c->b_seq.resize(nb);
     c->b_pos.resize(nb);
     c->b_want.resize(nb);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "model/attention.h"
 #include "model/linear.h"
 #include "tokenizer/tokenizer.h"
 #include "util/threadpool.h"
@@ -79,7 +80,7 @@ struct Context {
     int n_seq = 1;    // sequence slots
     std::unique_ptr<ThreadPool> pool;
 
-    std::vector<float> k_cache, v_cache;  // (n_layer, n_seq, n_ctx, n_head_kv*head_dim)
+    KvCache kv;                           // (n_layer, n_seq, n_head_kv) heads, see attention.h
     std::vector<int> seq_len;             // (n_seq) positions cached per sequence
     std::vector<float> inv_freq;          // (head_dim/2)
     std::vector<float> rope_cs;           // (n_batch, head_dim): each batch token's cos | sin (rope_angles)
@@ -88,7 +89,13 @@ struct Context {
     std::vector<float> x, xn, q, k, v, att, ffa, ffb;
     std::vector<int32_t> acc;             // (n_batch, max(out))
     std::vector<float> deq;               // (n_batch, max(in)) float linears: dequantized inputs
-    std::vector<float> scores;            // (n_threads, n_ctx)
+    std::vector<float> scores;            // (n_threads, n_ctx) exact attention's score rows
+    std::vector<AttnRow> attn_rows;       // fast attention: the batch's rows, by group
+    std::vector<AttnGroup> attn_groups;
+    std::vector<int32_t> attn_seq_order;  // (n_batch) sequences in order of first appearance
+    std::vector<int64_t> attn_tiles;      // group << 32 | first row, in order of claiming
+    std::vector<float> attn_scratch;      // (n_threads, per-thread scratch of the tiles)
+    std::vector<float> attn_partials;     // (rows, chunks, head_dim + 2) split-by-keys partials
     std::vector<int32_t> b_seq, b_pos;    // (n_batch) batch the C API builds for one sequence
     std::vector<int8_t> b_want;           // (n_batch) logits flags the C API fills in
     std::vector<int32_t> b_keys;          // (n_batch) keys of the token's sequence after the batch
@@ -104,9 +111,12 @@ struct Context {
     int n_decoded = 0;                    // tokens in the last decode call
 };
 
-// n_seq: sequence slots (0 means 1). Throws bitnet::Error for sizes out of range.
+// n_seq: sequence slots (0 means 1); type_k/type_v: KV cache types (TYPE_F32, TYPE_F16,
+// TYPE_Q8_0); exact: torch-order attention (needs f32 K and V), see attention.h. Throws
+// bitnet::Error for sizes out of range or a cache that cannot be made.
 std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int n_batch,
-                                     int n_seq = 1);
+                                     int n_seq = 1, uint32_t type_k = 1, uint32_t type_v = 1,
+                                     bool exact = false);
 
 // Checks a batch against the context without changing it: every seq id in [0, n_seq), every
 // token in the vocabulary, and the positions of each sequence contiguous from its current length

@@ -6,6 +6,12 @@
 //   tgN      N tokens generated one at a time with the KV cache (each decode keeps its logits),
 //            starting from an empty cache.
 //   ppN+tgM  both, one after the other; t/s counts all N+M tokens over the total time.
+//   ... @ dD  (-d D, llama-bench's depth) the same test after a prompt of D tokens, already in the
+//            KV cache when the clock starts (evaluated once, untimed; each run keeps it and drops
+//            what the previous run added); -gp D,N is tgN @ dD: generation after a D-token prompt.
+//
+// -ctk/-ctv/-fa (lists, as llama-bench takes them) pick the KV cache types and attention path of
+// each context; the "kv" column names them.
 //
 // Every test runs once unrecorded first (the prompt batch if any, then one generated token:
 // page faults, caches, thread wake-up), then -r times recorded. Progress goes to stderr, the table
@@ -44,11 +50,22 @@ using tool::die;
 using tool::now_s;
 
 struct Test {
-    int n_prompt = 0, n_gen = 0;
+    int n_prompt = 0, n_gen = 0, depth = 0;
     std::string name() const {
-        if (n_gen == 0) return "pp" + std::to_string(n_prompt);
-        if (n_prompt == 0) return "tg" + std::to_string(n_gen);
-        return "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
+        std::string s = n_gen == 0     ? "pp" + std::to_string(n_prompt)
+                        : n_prompt == 0 ? "tg" + std::to_string(n_gen)
+                                        : "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
+        return depth > 0 ? s + " @ d" + std::to_string(depth) : s;
+    }
+};
+
+// One KV cache setting of the -ctk/-ctv/-fa lists.
+struct CacheCfg {
+    int type_k, type_v, flash_attn;
+    std::string name() const {
+        auto tn = [](int t) { return std::string(t == BITNET_KV_F32 ? "f32" : t == BITNET_KV_F16 ? "f16" : "q8_0"); };
+        std::string s = type_k == type_v ? tn(type_k) : tn(type_k) + "/" + tn(type_v);
+        return flash_attn ? s : s + " exact";
     }
 };
 
@@ -56,7 +73,9 @@ struct Args {
     std::vector<std::string> models;
     std::vector<int> n_prompt = {512};
     std::vector<int> n_gen = {128};
-    std::vector<Test> pg;
+    std::vector<Test> pg, gp;
+    std::vector<int> depths = {0};
+    std::vector<int> types_k = {BITNET_KV_F16}, types_v = {BITNET_KV_F16}, flash = {1};
     std::vector<int> threads;
     int reps = 5;
     int n_batch = 512;
@@ -72,6 +91,13 @@ void usage(FILE* out) {
         "  -p, --n-prompt N[,N]      prompt sizes to test (default 512; 0 = no pp test)\n"
         "  -n, --n-gen N[,N]         generation lengths to test (default 128; 0 = no tg test)\n"
         "  -pg PP,TG                 a prompt of PP tokens then TG generated ones; repeatable\n"
+        "  -d, --n-depth D[,D]       run each test after a prompt of D tokens already in the cache\n"
+        "                            (default 0)\n"
+        "  -gp D,TG                  TG tokens generated after a D-token prompt (tgTG @ dD); repeatable\n"
+        "  -ctk, --cache-type-k T[,T] KV cache type of the keys: f32, f16 (default), q8_0\n"
+        "  -ctv, --cache-type-v T[,T] ... of the values\n"
+        "  -fa, --flash-attn on|off[,..] on (default): tiled attention; off: the exact attention\n"
+        "                            (torch's order; needs f32 K and V)\n"
         "  -t, --threads N[,N]       thread counts (default: all cores)\n"
         "  -r, --repetitions N       recorded runs per test (default 5)\n"
         "  -b, --batch-size N        tokens per forward pass for prompts (default 512)\n"
@@ -128,6 +154,23 @@ Args parse_args(int argc, char** argv) {
             const std::vector<int> v = parse_int_list(f, value(), 1);
             if (v.size() != 2) die("-pg takes two numbers PP,TG (e.g. -pg 512,128)");
             a.pg.push_back({v[0], v[1]});
+        } else if (f == "-gp") {
+            const std::vector<int> v = parse_int_list(f, value(), 1);
+            if (v.size() != 2) die("-gp takes two numbers D,TG (e.g. -gp 2048,128)");
+            a.gp.push_back({0, v[1], v[0]});
+        } else if (f == "-d" || f == "--n-depth") {
+            a.depths = parse_int_list(f, value(), 0);
+        } else if (f == "-ctk" || f == "--cache-type-k" || f == "-ctv" || f == "--cache-type-v") {
+            std::vector<int>& dst = (f == "-ctk" || f == "--cache-type-k") ? a.types_k : a.types_v;
+            dst.clear();
+            for (const std::string& t : split_commas(f, value())) dst.push_back(tool::parse_kv_type(f, t.c_str()));
+        } else if (f == "-fa" || f == "--flash-attn") {
+            a.flash.clear();
+            for (const std::string& t : split_commas(f, value())) {
+                if (t == "on" || t == "1") a.flash.push_back(1);
+                else if (t == "off" || t == "0") a.flash.push_back(0);
+                else die("invalid value '" + t + "' for " + f + ": expected on or off");
+            }
         } else if (f == "-t" || f == "--threads") {
             a.threads = parse_int_list(f, value(), 1);
         } else if (f == "-r" || f == "--repetitions") {
@@ -147,8 +190,8 @@ Args parse_args(int argc, char** argv) {
         }
     }
     // -pg without -p / -n runs just the -pg tests, not the default pp512 and tg128 beside them.
-    if (!a.pg.empty() && !p_given) a.n_prompt.clear();
-    if (!a.pg.empty() && !n_given) a.n_gen.clear();
+    if ((!a.pg.empty() || !a.gp.empty()) && !p_given) a.n_prompt.clear();
+    if ((!a.pg.empty() || !a.gp.empty()) && !n_given) a.n_gen.clear();
     if (a.models.empty() && !a.membw) die("no model given: pass -m MODEL.gguf (see --help)");
     if (a.threads.empty()) a.threads = {(int)std::max(1u, std::thread::hardware_concurrency())};
     return a;
@@ -156,12 +199,23 @@ Args parse_args(int argc, char** argv) {
 
 std::vector<Test> tests_of(const Args& a) {
     std::vector<Test> tests;
-    for (int p : a.n_prompt)
-        if (p > 0) tests.push_back({p, 0});
-    for (int n : a.n_gen)
-        if (n > 0) tests.push_back({0, n});
-    for (const Test& t : a.pg) tests.push_back(t);
+    for (int d : a.depths) {
+        for (int p : a.n_prompt)
+            if (p > 0) tests.push_back({p, 0, d});
+        for (int n : a.n_gen)
+            if (n > 0) tests.push_back({0, n, d});
+        for (const Test& t : a.pg) tests.push_back({t.n_prompt, t.n_gen, d});
+    }
+    for (const Test& t : a.gp) tests.push_back(t);
     return tests;
+}
+
+std::vector<CacheCfg> caches_of(const Args& a) {
+    std::vector<CacheCfg> out;
+    for (int fa : a.flash)
+        for (int k : a.types_k)
+            for (int v : a.types_v) out.push_back({k, v, fa});
+    return out;
 }
 
 // ---- model facts for the table ----------------------------------------------------------------
@@ -199,6 +253,7 @@ ModelInfo model_info(const std::string& path, const bitnet_model* model) {
 
 struct Result {
     const ModelInfo* model;
+    std::string kv;
     int n_threads, n_batch;
     Test test;
     std::vector<double> ts;                  // tokens/s per recorded run
@@ -222,11 +277,22 @@ void check(int rc, const char* what) {
     if (rc != 0) die(std::string(what) + " failed: " + bitnet_last_error());
 }
 
-// One run of `t` on an empty cache; returns its wall time. gen_tokens overrides t.n_gen (the
-// warm-up generates one token).
-double run_once(bitnet_context* ctx, int n_vocab, const Test& t, int gen_tokens, std::mt19937& rng) {
+// Makes the cache hold a random prompt of `depth` tokens (untimed): kept when it already does.
+void set_depth(bitnet_context* ctx, int n_vocab, int depth, int* cached_depth, std::mt19937& rng) {
+    if (*cached_depth == depth) return;
     std::uniform_int_distribution<int> tok(0, n_vocab - 1);
     bitnet_context_truncate(ctx, 0);
+    std::vector<bitnet_token> prompt((size_t)depth);
+    for (auto& x : prompt) x = tok(rng);
+    if (depth > 0) check(bitnet_decode(ctx, prompt.data(), depth, 0), "depth prompt decode");
+    *cached_depth = depth;
+}
+
+// One run of `t` on a cache holding exactly its depth prompt; returns its wall time. gen_tokens
+// overrides t.n_gen (the warm-up generates one token).
+double run_once(bitnet_context* ctx, int n_vocab, const Test& t, int gen_tokens, std::mt19937& rng) {
+    std::uniform_int_distribution<int> tok(0, n_vocab - 1);
+    bitnet_context_truncate(ctx, t.depth);
     std::vector<bitnet_token> prompt((size_t)t.n_prompt);
     for (auto& x : prompt) x = tok(rng);
     const double t0 = now_s();
@@ -311,17 +377,17 @@ std::vector<std::pair<std::string, double>> profile_rows(const Result& r) {
 void print_md(const std::vector<Result>& results, const std::vector<std::pair<int, double>>& membw,
               bool profile) {
     if (!results.empty()) {
-        std::printf("| model | size | params | type | isa | threads | test | t/s |\n");
-        std::printf("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |\n");
+        std::printf("| model | size | params | type | isa | kv | threads | test | t/s |\n");
+        std::printf("| --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: |\n");
         for (const Result& r : results)
-            std::printf("| %s | %s | %s | %s | %s | %d | %s | %.2f ± %.2f |\n", r.model->name.c_str(),
+            std::printf("| %s | %s | %s | %s | %s | %s | %d | %s | %.2f ± %.2f |\n", r.model->name.c_str(),
                         fmt_size(r.model->size).c_str(), fmt_params(r.model->n_params).c_str(),
-                        r.model->type.c_str(), bitnet_isa(), r.n_threads, r.test.name().c_str(), r.mean(),
-                        r.stddev());
+                        r.model->type.c_str(), bitnet_isa(), r.kv.c_str(), r.n_threads, r.test.name().c_str(),
+                        r.mean(), r.stddev());
     }
     for (const auto& [t, gbs] : membw) std::printf("\nplain read loop, %d thread(s): %.2f GB/s\n", t, gbs);
     for (const Result& r : results) {
-        if (r.test.n_prompt != 0 || r.test.n_gen == 0) continue;
+        if (r.test.n_prompt != 0 || r.test.n_gen == 0 || r.test.depth != 0) continue;
         const double gbs = (double)r.model->bytes_per_token * r.mean() / 1e9;
         std::string share;
         for (const auto& [t, bw] : membw)
@@ -347,13 +413,13 @@ void print_json(const std::vector<Result>& results, const std::vector<std::pair<
         std::string samples;
         for (double v : r.ts) samples += (samples.empty() ? "" : ", ") + bitnet::strfmt("%.4f", v);
         std::printf("%s\n    {\"model\": %s, \"path\": %s, \"desc\": %s, \"size_bytes\": %" PRIu64
-                    ", \"n_params\": %" PRIu64 ", \"type\": %s, \"isa\": %s, \"n_threads\": %d, \"n_batch\": %d, "
-                    "\"test\": %s, \"n_prompt\": %d, \"n_gen\": %d, \"avg_ts\": %.4f, \"stddev_ts\": %.4f, "
+                    ", \"n_params\": %" PRIu64 ", \"type\": %s, \"isa\": %s, \"kv\": %s, \"n_threads\": %d, "
+                    "\"n_batch\": %d, \"test\": %s, \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, \"avg_ts\": %.4f, \"stddev_ts\": %.4f, "
                     "\"samples_ts\": [%s], \"bytes_per_token\": %" PRIu64,
                     i ? "," : "", json_str(r.model->name).c_str(), json_str(r.model->path).c_str(),
                     json_str(r.model->desc).c_str(), r.model->size, r.model->n_params, json_str(r.model->type).c_str(),
-                    json_str(bitnet_isa()).c_str(), r.n_threads, r.n_batch, json_str(r.test.name()).c_str(),
-                    r.test.n_prompt, r.test.n_gen, r.mean(), r.stddev(), samples.c_str(), r.model->bytes_per_token);
+                    json_str(bitnet_isa()).c_str(), json_str(r.kv).c_str(), r.n_threads, r.n_batch,
+                    json_str(r.test.name()).c_str(), r.test.n_prompt, r.test.n_gen, r.test.depth, r.mean(), r.stddev(), samples.c_str(), r.model->bytes_per_token);
         if (!r.prof.empty() || bitnet::profile_enabled()) {
             std::printf(", \"profile\": [");
             bool first = true;
@@ -373,12 +439,12 @@ void print_json(const std::vector<Result>& results, const std::vector<std::pair<
 }
 
 void print_csv(const std::vector<Result>& results, const std::vector<std::pair<int, double>>& membw) {
-    std::printf("model,size_bytes,n_params,type,isa,n_threads,n_batch,test,n_prompt,n_gen,avg_ts,stddev_ts\n");
+    std::printf("model,size_bytes,n_params,type,isa,kv,n_threads,n_batch,test,n_prompt,n_gen,n_depth,avg_ts,stddev_ts\n");
     for (const Result& r : results)
-        std::printf("%s,%" PRIu64 ",%" PRIu64 ",%s,%s,%d,%d,%s,%d,%d,%.4f,%.4f\n", r.model->name.c_str(), r.model->size,
-                    r.model->n_params, r.model->type.c_str(), bitnet_isa(), r.n_threads, r.n_batch,
-                    r.test.name().c_str(), r.test.n_prompt, r.test.n_gen, r.mean(), r.stddev());
-    for (const auto& [t, gbs] : membw) std::printf("membw,,,,,%d,,read-loop,,,%.4f,\n", t, gbs);
+        std::printf("%s,%" PRIu64 ",%" PRIu64 ",%s,%s,%s,%d,%d,%s,%d,%d,%d,%.4f,%.4f\n", r.model->name.c_str(),
+                    r.model->size, r.model->n_params, r.model->type.c_str(), bitnet_isa(), r.kv.c_str(), r.n_threads,
+                    r.n_batch, r.test.name().c_str(), r.test.n_prompt, r.test.n_gen, r.test.depth, r.mean(), r.stddev());
+    for (const auto& [t, gbs] : membw) std::printf("membw,,,,,,%d,,read-loop,,,,%.4f,\n", t, gbs);
 }
 
 }  // namespace
@@ -388,7 +454,7 @@ int main(int argc, char** argv) {
     const std::vector<Test> tests = tests_of(args);
     if (tests.empty() && !args.membw) die("no test selected: -p and -n are all 0 and no -pg given");
     int n_ctx = 1;
-    for (const Test& t : tests) n_ctx = std::max(n_ctx, t.n_prompt + t.n_gen);
+    for (const Test& t : tests) n_ctx = std::max(n_ctx, t.depth + t.n_prompt + t.n_gen);
     if (args.profile) bitnet::profile_enable(true);
 
     std::vector<std::pair<int, double>> membw;
@@ -415,15 +481,24 @@ int main(int argc, char** argv) {
         if (n_ctx > bitnet_model_n_ctx_train(model))
             std::fprintf(stderr, "\nwarning: tests need %d tokens of context, more than the %d %s was trained for\n",
                          n_ctx, bitnet_model_n_ctx_train(model), path.c_str());
+        for (const CacheCfg& cc : caches_of(args))
         for (int nt : args.threads) {
             bitnet_context_params cp = bitnet_context_default_params();
             cp.n_ctx = n_ctx;
             cp.n_threads = nt;
             cp.n_batch = args.n_batch;
+            cp.type_k = cc.type_k;
+            cp.type_v = cc.type_v;
+            cp.flash_attn = cc.flash_attn;
             bitnet_context* ctx = bitnet_context_new(model, cp);
             if (!ctx) die(bitnet_last_error());
+            int cached_depth = -1;
             for (const Test& t : tests) {
-                Result r{infos.back().get(), nt, std::min(args.n_batch, n_ctx), t, {}, {}, 0};
+                Result r{infos.back().get(), cc.name(), nt, std::min(args.n_batch, n_ctx), t, {}, {}, 0};
+                if (t.depth > 0)
+                    progress(bitnet::strfmt("bench: %s, %d thread(s), %s: the %d-token depth prompt",
+                                            infos.back()->name.c_str(), nt, t.name().c_str(), t.depth));
+                set_depth(ctx, n_vocab, t.depth, &cached_depth, rng);
                 progress(bitnet::strfmt("bench: %s, %d thread(s), %s: warm-up", infos.back()->name.c_str(), nt,
                                         t.name().c_str()));
                 run_once(ctx, n_vocab, t, std::min(t.n_gen, 1), rng);

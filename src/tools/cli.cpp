@@ -52,6 +52,7 @@ struct Args {
     bool display_prompt = true;
     bool conversation = false;
     std::string chat_template;  // empty: the model's own
+    tool::CacheArgs cache;
 };
 
 void usage(FILE* out) {
@@ -80,8 +81,9 @@ void usage(FILE* out) {
         "                          outgrows the context (-c), the oldest turns are dropped (the system\n"
         "                          prompt is kept) and the rest is evaluated again\n"
         "      --chat-template NAME chat format: %s (default: recognized from the\n"
-        "                          model's tokenizer.chat_template)\n",
-        bitnet_chat_template_names());
+        "                          model's tokenizer.chat_template)\n"
+        "%s",
+        bitnet_chat_template_names(), tool::kCacheUsage);
 }
 
 Args parse_args(int argc, char** argv) {
@@ -110,6 +112,7 @@ Args parse_args(int argc, char** argv) {
         else if (f == "--no-display-prompt") a.display_prompt = false;
         else if (f == "-cnv" || f == "--conversation") a.conversation = true;
         else if (f == "--chat-template") a.chat_template = next();
+        else if (tool::parse_cache_flag(f, next, a.cache)) {}
         else die("unknown argument '" + f + "' (see bitnet-cli --help)");
     }
     if (a.model.empty()) die("no model given: use -m MODEL.gguf (see bitnet-cli --help)");
@@ -441,6 +444,7 @@ int main(int argc, char** argv) {
     cp.n_ctx = a.n_ctx;
     cp.n_threads = a.n_threads;
     cp.n_batch = a.n_batch;
+    a.cache.apply(cp);
     bitnet_context* ctx = bitnet_context_new(model, cp);
     if (!ctx) die(bitnet_last_error());
 

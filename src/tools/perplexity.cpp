@@ -39,6 +39,7 @@ struct Args {
     int n_batch = 512;
     int n_threads = 0;
     int n_chunks = -1;  // -1: every full chunk of the file
+    tool::CacheArgs cache;
 };
 
 void usage(FILE* out) {
@@ -49,7 +50,8 @@ void usage(FILE* out) {
         "  -c, --ctx-size N       tokens per chunk (default 512, 0 = the model's training context)\n"
         "  -b, --batch-size N     tokens per forward pass (default 512)\n"
         "  -t, --threads N        threads (default: all cores)\n"
-        "      --chunks N         score at most N chunks (default -1 = all)\n");
+        "      --chunks N         score at most N chunks (default -1 = all)\n"
+        "%s", tool::kCacheUsage);
 }
 
 Args parse_args(int argc, char** argv) {
@@ -153,6 +155,7 @@ int main(int argc, char** argv) {
     cp.n_ctx = n_ctx;
     cp.n_threads = a.n_threads;
     cp.n_batch = std::min(a.n_batch, n_ctx);
+    a.cache.apply(cp);
     bitnet_context* ctx = bitnet_context_new(model, cp);
     if (!ctx) die(bitnet_last_error());
     const int32_t n_vocab = bitnet_model_n_vocab(model);

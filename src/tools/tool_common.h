@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "bitnet.h"
+
 namespace tool {
 
 // Bad input: one line on stderr and exit code 1.
@@ -32,6 +34,45 @@ inline float parse_float(const std::string& flag, const char* v) {
     if (!*v || *end) die("invalid value '" + std::string(v) + "' for " + flag + ": expected a number");
     return x;
 }
+
+// llama.cpp's cache flags, shared by every tool: -ctk / -ctv TYPE and -fa on|off.
+struct CacheArgs {
+    int type_k = BITNET_KV_F16, type_v = BITNET_KV_F16;
+    int flash_attn = 1;
+    void apply(bitnet_context_params& p) const {
+        p.type_k = type_k;
+        p.type_v = type_v;
+        p.flash_attn = flash_attn;
+    }
+};
+
+inline int parse_kv_type(const std::string& flag, const char* v) {
+    const std::string s = v;
+    if (s == "f32") return BITNET_KV_F32;
+    if (s == "f16") return BITNET_KV_F16;
+    if (s == "q8_0") return BITNET_KV_Q8_0;
+    die("invalid value '" + s + "' for " + flag + ": expected f32, f16 or q8_0");
+}
+
+// Takes flag f (and its value, from next()) when it is one of the cache flags.
+template <typename Next>
+bool parse_cache_flag(const std::string& f, Next&& next, CacheArgs& c) {
+    if (f == "-ctk" || f == "--cache-type-k") c.type_k = parse_kv_type(f, next());
+    else if (f == "-ctv" || f == "--cache-type-v") c.type_v = parse_kv_type(f, next());
+    else if (f == "-fa" || f == "--flash-attn") {
+        const std::string v = next();
+        if (v == "on" || v == "1") c.flash_attn = 1;
+        else if (v == "off" || v == "0") c.flash_attn = 0;
+        else die("invalid value '" + v + "' for " + f + ": expected on or off");
+    } else return false;
+    return true;
+}
+
+constexpr const char* kCacheUsage =
+    "  -ctk, --cache-type-k T  KV cache type of the keys: f32, f16 (default), q8_0\n"
+    "  -ctv, --cache-type-v T  ... of the values\n"
+    "  -fa, --flash-attn on|off  on (default): tiled attention; off: the exact attention in\n"
+    "                          torch's summation order (needs -ctk f32 -ctv f32)\n";
 
 inline double now_s() {
     using namespace std::chrono;
