@@ -19,6 +19,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Context settings of the exact attention (torch's summation order over an f32 KV cache): what the
+# tests that compare bits with transformers run. The default, tiled attention is compared with it
+# in test_attention.py.
+EXACT_ATTN = {"type_k": "f32", "type_v": "f32", "flash_attn": False}
+EXACT_ATTN_FLAGS = ["-ctk", "f32", "-ctv", "f32", "-fa", "off"]
+
 
 @pytest.fixture(scope="session")
 def engine_bin(tmp_path_factory) -> Path:

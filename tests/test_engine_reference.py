@@ -26,6 +26,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from conftest import EXACT_ATTN, EXACT_ATTN_FLAGS
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -86,7 +88,7 @@ def test_logits_match_reference(case):
             ids = _hf_tokenize(ckpt, text)
             with torch.no_grad():
                 want = ref(torch.tensor([ids])).logits[0].numpy()
-            with Context(m, n_ctx=256, n_threads=2) as ctx:
+            with Context(m, n_ctx=256, n_threads=2, **EXACT_ATTN) as ctx:
                 got = ctx.decode(ids, logits_all=True)
             assert got.shape == want.shape
             err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
@@ -99,10 +101,20 @@ def test_logits_match_reference(case):
     assert exact > len(errs) // 2, f"{fmt}: only {exact}/{len(errs)} prompts agree to float rounding"
 
 
-def test_greedy_continuations_identical(case):
+ATTENTION_MODES = {
+    "exact": EXACT_ATTN,
+    "fast-f32": {"type_k": "f32", "type_v": "f32"},
+    "fast": {},  # the default: tiled attention over an f16 cache
+}
+
+
+@pytest.mark.parametrize("attn", ATTENTION_MODES)
+def test_greedy_continuations_identical(case, attn):
     """32 greedy tokens per prompt, engine vs reference. A divergence is only acceptable where the
     reference itself is at a near-tie (top-1/top-2 margin below what one quantizer flip can move,
-    see the module docstring); most prompts must match all the way."""
+    see the module docstring); most prompts must match all the way. The exact attention and the
+    tiled one (whose sums differ from torch's by float rounding, and whose f16 cache rounds K and
+    V) are held to the same rule."""
     from utils.bindings import Context, Model
 
     fmt, ckpt, ref, gguf = case
@@ -117,7 +129,7 @@ def test_greedy_continuations_identical(case):
                     pad_token_id=0, output_scores=True, return_dict_in_generate=True,
                 )
             want = out.sequences[0, len(ids):].tolist()
-            with Context(m, n_ctx=256, n_threads=2) as ctx:
+            with Context(m, n_ctx=256, n_threads=2, **ATTENTION_MODES[attn]) as ctx:
                 got = ctx.generate_greedy(ids, n_new)
             if got == want:
                 identical += 1
@@ -132,22 +144,28 @@ def test_greedy_continuations_identical(case):
                 f"{fmt} {text!r}: greedy continuation differs at token {j} although the reference's "
                 f"top-1/top-2 margin there ({margin:.3g}) exceeds what a quantizer flip explains ({bound:.3g})"
             )
-    print(f"\n{fmt}: {identical}/{len(PROMPTS)} greedy continuations identical; " + "; ".join(report))
-    assert identical >= len(PROMPTS) - 1, f"{fmt}: only {identical}/{len(PROMPTS)} identical: " + "; ".join(report)
+    print(f"\n{fmt} {attn}: {identical}/{len(PROMPTS)} greedy continuations identical; " + "; ".join(report))
+    assert identical >= len(PROMPTS) - 1, f"{fmt} {attn}: only {identical}/{len(PROMPTS)} identical: " + "; ".join(report)
 
 
 def test_batched_prompt_equals_token_by_token(engine_lib, tiny_gguf):
-    """The KV cache path (one token at a time) and the batched prompt path agree."""
+    """The KV cache path (one token at a time) and the batched prompt path agree: bit for bit with
+    the tiled attention (test_attention.py covers more batch sizes, threads and cache types), to a
+    quantizer flip with the exact one, whose summation order follows torch's batch."""
     from utils.bindings import Context, Model
 
     with Model(tiny_gguf) as m:
         ids = m.tokenize("A batch of tokens, evaluated two ways.", add_bos=True)
-        with Context(m, n_ctx=128, n_threads=2) as a:
-            batched = a.decode(ids, logits_all=True)
-        with Context(m, n_ctx=128, n_threads=1, n_batch=3) as b:
-            stepwise = np.concatenate([b.decode([t]) for t in ids])
-    np.testing.assert_allclose(batched, stepwise, rtol=0, atol=FLIP_TOL * np.abs(batched).max())
-    assert (batched.argmax(-1) == stepwise.argmax(-1)).all()
+        for attn in ({}, EXACT_ATTN):
+            with Context(m, n_ctx=128, n_threads=2, **attn) as a:
+                batched = a.decode(ids, logits_all=True)
+            with Context(m, n_ctx=128, n_threads=1, n_batch=3, **attn) as b:
+                stepwise = np.concatenate([b.decode([t]) for t in ids])
+            if attn:
+                np.testing.assert_allclose(batched, stepwise, rtol=0, atol=FLIP_TOL * np.abs(batched).max())
+                assert (batched.argmax(-1) == stepwise.argmax(-1)).all()
+            else:
+                np.testing.assert_array_equal(batched, stepwise)
 
 
 def test_f32_and_i2s_files_agree(engine_lib, tiny_packed):
@@ -176,7 +194,7 @@ def test_cli_greedy_text_matches_reference(engine_bin, tiny_packed, tiny_gguf):
         out[0, len(ids):].tolist(), skip_special_tokens=False)
     r = subprocess.run(
         [engine_bin / "bitnet-cli", "-m", tiny_gguf, "-p", prompt, "-n", "16", "--temp", "0",
-         "--ignore-eos", "-t", "2"],
+         "--ignore-eos", "-t", "2", *EXACT_ATTN_FLAGS],
         capture_output=True, timeout=120,
     )
     assert r.returncode == 0, r.stderr.decode()

@@ -159,6 +159,10 @@ class LosslessResult:
         }
 
 
+# The engine setting that follows torch's float arithmetic: exact attention, f32 KV cache.
+EXACT_CACHE = {"type_k": "f32", "type_v": "f32", "flash_attn": False}
+
+
 def _top2_margin(logits: np.ndarray) -> float:
     top2 = np.partition(logits, -2)[-2:]
     return float(top2[1] - top2[0])
@@ -216,7 +220,7 @@ def reference_greedy(model, prompt: list[int], n: int) -> np.ndarray:
 
 
 def _engine_sequence(model, index: int, start: int, prompt: list[int], ref_logits: np.ndarray,
-                     threads: int, piece: Callable[[int], str]) -> SequenceResult:
+                     threads: int, piece: Callable[[int], str], cache: dict) -> SequenceResult:
     """The engine's greedy continuation of ``prompt``, compared step by step with the reference."""
     from utils.bindings import Context
 
@@ -224,7 +228,7 @@ def _engine_sequence(model, index: int, start: int, prompt: list[int], ref_logit
     ref_tokens = [int(np.argmax(r)) for r in ref_logits]
     tokens: list[int] = []
     max_rel, divergence = 0.0, None
-    with Context(model, n_ctx=len(prompt) + n, n_threads=threads) as ctx:
+    with Context(model, n_ctx=len(prompt) + n, n_threads=threads, **cache) as ctx:
         logits = ctx.decode(prompt)[-1]
         for i in range(n):
             token = int(np.argmax(logits))
@@ -290,7 +294,7 @@ def _check_inputs(model_dir: Path, text: Path, n_prompts: int, n_predict: int,
 
 
 def _run_prompts(engine, model_dir: Path, cfg: dict, tok, prompts: list[tuple[int, list[int]]],
-                 n_predict: int, threads: int, progress, log):
+                 n_predict: int, threads: int, progress, log, cache: dict):
     """Both sides on every prompt: (sequences, reference margins [N, n], max|logit| [N, n])."""
     from utils import bindings
 
@@ -312,7 +316,7 @@ def _run_prompts(engine, model_dir: Path, cfg: dict, tok, prompts: list[tuple[in
         margins[i] = [_top2_margin(r) for r in ref_logits]
         scales[i] = np.abs(ref_logits).max(axis=1)
         try:
-            sequences.append(_engine_sequence(engine, i, start, prompt, ref_logits, threads, piece))
+            sequences.append(_engine_sequence(engine, i, start, prompt, ref_logits, threads, piece, cache))
         except bindings.BitnetError as e:
             raise BitnetError(f"the engine failed on prompt {i}: {e}") from e
         if progress is not None:
@@ -325,13 +329,17 @@ def lossless_check(model_dir: str | Path = DEFAULT_MODEL_DIR, gguf: str | Path |
                    text: str | Path | None = None, n_prompts: int = 200, n_predict: int = 100,
                    prompt_tokens: int = 32, threads: int = 2, seed: int = 0,
                    progress: Callable[[int, int, int, float], None] | None = None,
-                   log: Callable[[str], None] = lambda _: None) -> LosslessResult:
+                   log: Callable[[str], None] = lambda _: None,
+                   cache: dict | None = None) -> LosslessResult:
     """Run the check (see the module docstring) and return what it found.
 
     ``text`` defaults to model_dir/heldout.txt. ``progress(i, n, identical, elapsed_s)`` is called
     after each prompt, ``log`` with one-line notes (conversion, loading). Raises ``BitnetError``
     for bad input (missing checkpoint or text, text too short, GGUF not matching the checkpoint,
-    engine not built); divergences are reported in the result, never raised.
+    engine not built); divergences are reported in the result, never raised. ``cache``: the
+    engine context's KV cache and attention settings (bindings.Context's type_k, type_v,
+    flash_attn); default the exact attention over an f32 cache, the configuration that follows
+    torch's arithmetic.
     """
     from tokenizers import Tokenizer
 
@@ -358,7 +366,8 @@ def lossless_check(model_dir: str | Path = DEFAULT_MODEL_DIR, gguf: str | Path |
             raise BitnetError(f"the engine could not load {display_path(gguf_path)}: {e}") from e
         with engine:
             sequences, margins, scales = _run_prompts(engine, model_dir, cfg, tok, prompts, n_predict,
-                                                      threads, progress, log)
+                                                      threads, progress, log,
+                                                      EXACT_CACHE if cache is None else cache)
     return LosslessResult(str(model_dir), str(gguf_path), str(text), n_prompts, n_predict,
                           prompt_tokens, seed, sequences, margins, scales, time.perf_counter() - t0)
 
@@ -416,12 +425,20 @@ def _progress_printer() -> Callable[[int, int, int, float], None]:
 @click.option("--prompt-tokens", default=32, show_default=True, help="Tokens per prompt (before BOS).")
 @click.option("-t", "--threads", default=2, show_default=True, help="Engine threads.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the prompt draw.")
+@click.option("-ctk", "--cache-type-k", "type_k", type=click.Choice(["f32", "f16", "q8_0"]), default="f32",
+              show_default=True, help="Engine KV cache type of the keys.")
+@click.option("-ctv", "--cache-type-v", "type_v", type=click.Choice(["f32", "f16", "q8_0"]), default="f32",
+              show_default=True, help="... of the values.")
+@click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]), default="off", show_default=True,
+              help="on: the engine's tiled attention; off: its exact attention (torch's summation order).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def main(model_dir, gguf, text, n_prompts, n_predict, prompt_tokens, threads, seed, as_json):
+def main(model_dir, gguf, text, n_prompts, n_predict, prompt_tokens, threads, seed, type_k, type_v,
+         flash_attn, as_json):
     """Greedy continuations of the engine vs the transformers float32 reference on N held-out
     prompts; lists every divergence with the margins that explain (or do not explain) it."""
+    cache = {"type_k": type_k, "type_v": type_v, "flash_attn": flash_attn == "on"}
     result = lossless_check(model_dir, gguf, text, n_prompts, n_predict, prompt_tokens, threads, seed,
-                            progress=_progress_printer(), log=lambda s: click.echo(s, err=True))
+                            progress=_progress_printer(), log=lambda s: click.echo(s, err=True), cache=cache)
     click.echo(json.dumps(result.to_json(), indent=1) if as_json else format_report(result))
 
 
