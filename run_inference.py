@@ -23,9 +23,9 @@ from utils.common import DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, display_pat
 
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
                 temperature: float, seed: int | None, conversation: bool = False,
-                chat_template: str | None = None) -> list[str]:
+                chat_template: str | None = None, cache: dict[str, str] | None = None) -> list[str]:
     """The bitnet-cli command line for these settings (``conversation``: chat mode, ``prompt`` being
-    the system prompt). Raise ``BitnetError`` when the engine is not built or the model file does
+    the system prompt; ``cache``: bitnet-cli's -ctk/-ctv/-fa values by flag, those given). Raise ``BitnetError`` when the engine is not built or the model file does
     not exist."""
     cli = engine_tool("bitnet-cli")
     if not model.is_file():
@@ -39,6 +39,8 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
         cmd.append("-cnv")
     if chat_template is not None:
         cmd += ["--chat-template", chat_template]
+    for flag, value in (cache or {}).items():
+        cmd += [flag, value]
     return cmd
 
 
@@ -52,8 +54,9 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
               help="Number of tokens to generate (-1: until end of text or full context).")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="Number of CPU threads.")
-@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=2048, show_default=True,
-              help="Context size in tokens, prompt included (0: the model's).")
+@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Context size in tokens, prompt included (0: the model's training context, at most "
+                   "4096; a larger one is warned about).")
 @click.option("-temp", "--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
               help="Sampling temperature (0: greedy).")
 @click.option("--seed", type=int, default=None,
@@ -65,15 +68,24 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
 @click.option("--chat-template", metavar="NAME",
               help="Chat format for -cnv: bitnet, llama3, falcon3 or chatml  [default: recognized from "
                    "the model]")
+@click.option("-ctk", "--cache-type-k", type=click.Choice(["f32", "f16", "q8_0"]),
+              help="KV cache type of the keys  [default: f32]")
+@click.option("-ctv", "--cache-type-v", type=click.Choice(["f32", "f16", "q8_0"]),
+              help="KV cache type of the values  [default: f32]")
+@click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]),
+              help="on: tiled attention; off: the exact attention (torch's order, needs f32 K and V)  "
+                   "[default: on]")
 def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size: int, temperature: float,
-         seed: int | None, conversation: bool, chat_template: str | None) -> int:
+         seed: int | None, conversation: bool, chat_template: str | None, cache_type_k: str | None,
+         cache_type_v: str | None, flash_attn: str | None) -> int:
     """Generate text from a prompt, or chat (-cnv), with a converted BitNet model."""
     if chat_template is not None and not conversation:
         raise click.UsageError("--chat-template only applies to chat mode: add -cnv")
     if prompt is None:
         prompt = "" if conversation else DEFAULT_PROMPT
+    cache = {f: v for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v}
     cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed, conversation,
-                      chat_template)
+                      chat_template, cache)
     return run_tool(cmd, "bitnet-cli")
 
 

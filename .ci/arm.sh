@@ -3,7 +3,8 @@
 # (cmake/aarch64-linux-gnu.cmake) and run them under qemu-user, once on an emulated CPU with the
 # dot-product extension (sets: scalar, neon, neon-dotprod) and once on one without (scalar, neon),
 # so both NEON builds and the HWCAP dispatch are checked against the scalar reference:
-# test_kernels (I2_S, activations) and test_tl (TL1/TL2 lookup tables: one NEON set, which
+# test_kernels (I2_S, activations), test_attn (tiled attention, within its derived bound and row
+# independent) and test_tl (TL1/TL2 lookup tables: one NEON set, which
 # tl_kernels() must also take when the SDOT set is the best) bit for bit, test_quants (the llama.cpp block types) bit for bit for the
 # ternary ones and within its derived float tolerance for Q8_0/Q4_0/Q6_K, as on x86. Installs the
 # cross compiler and qemu with apt-get when they are missing. About two minutes.
@@ -18,10 +19,10 @@ if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64-st
 fi
 
 BUILD=${BITNET_ARM_BUILD_DIR:-build-arm}
-echo "+ cross-build test_kernels, test_tl and test_quants for aarch64 in $BUILD"
+echo "+ cross-build test_kernels, test_tl, test_quants and test_attn for aarch64 in $BUILD"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
     -DBITNET_BUILD_TOOLS=OFF -DBITNET_BUILD_TESTS=ON >/dev/null
-cmake --build "$BUILD" --target test_kernels test_tl test_quants -j2
+cmake --build "$BUILD" --target test_kernels test_tl test_quants test_attn -j2
 
 # $1: qemu CPU model, $2: test binary, $3: the line naming the sets it must report, $4: a grep
 # pattern for its success line, $5 (optional): one more line it must print
@@ -40,6 +41,7 @@ run() {
     check "$1" test_kernels "kernel sets: $2" "all kernel tests passed"
     check "$1" test_tl "TL kernel sets: $3" "[0-9]* TL cases on [0-9]* kernel sets: ok" "$4"
     check "$1" test_quants "quant kernel sets: $2" "all quant kernel tests passed"
+    check "$1" test_attn "attention kernel sets: scalar neon (chosen: neon)" "all attention kernel tests passed"
 }
 run max "scalar neon neon-dotprod" "scalar neon" "TL kernels used with the neon-dotprod kernel set: neon"
 run cortex-a53 "scalar neon" "scalar neon" "TL kernels used with the neon kernel set: neon"

@@ -83,16 +83,20 @@ BITNET_API int32_t bitnet_detokenize(const bitnet_model* model, const bitnet_tok
  * own KV cache of n_ctx positions and its own length. The one-sequence calls (bitnet_decode,
  * n_past, truncate) act on sequence 0. */
 typedef struct bitnet_context_params {
-    int32_t n_ctx;     /* KV cache length in tokens, per sequence; 0 = the model's training context */
+    int32_t n_ctx;     /* KV cache length in tokens, per sequence; 0 = the model's training context,
+                        * at most 4096 (BITNET_DEFAULT_CTX_MAX) */
     int32_t n_threads; /* 0 = all cores */
     int32_t n_batch;   /* most tokens per forward pass; 0 = 512 */
     int32_t n_seq_max; /* sequence slots; 0 = 1. The KV cache takes n_seq_max times the memory */
-    int32_t type_k;    /* KV cache type of the keys: BITNET_KV_F32, BITNET_KV_F16 (default), BITNET_KV_Q8_0 */
+    int32_t type_k;    /* KV cache type of the keys: BITNET_KV_F32 (default), BITNET_KV_F16, BITNET_KV_Q8_0 */
     int32_t type_v;    /* ... and of the values */
     int32_t flash_attn; /* 1 (default): tiled attention (online softmax, any cache type); 0: the exact
                          * attention, torch's summation order (bit-exact with transformers' float32
                          * eager attention), which needs f32 keys and values */
 } bitnet_context_params;
+
+/* The largest context n_ctx = 0 gives. */
+#define BITNET_DEFAULT_CTX_MAX 4096
 
 /* KV cache types (their ggml type ids). */
 enum { BITNET_KV_F32 = 0, BITNET_KV_F16 = 1, BITNET_KV_Q8_0 = 8 };

@@ -33,6 +33,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from test_engine_reference import EXACT_TOL, FLIP_TOL, PROMPTS  # noqa: E402
+from conftest import EXACT_ATTN  # noqa: E402
 
 CASES = {
     "llama-packed": dict(preset="llama-tiny", fmt="packed", seed=0),
@@ -88,7 +89,7 @@ def test_logits_match_reference(case):
         for text in PROMPTS:
             ids = tok.encode(text, add_special_tokens=True).ids
             want = ref(ids).numpy()
-            with Context(m, n_ctx=256, n_threads=2) as ctx:
+            with Context(m, n_ctx=256, n_threads=2, **EXACT_ATTN) as ctx:
                 got = ctx.decode(ids, logits_all=True)
             assert got.shape == want.shape
             per_pos = np.max(np.abs(got - want), axis=-1) / np.max(np.abs(want))
@@ -122,7 +123,7 @@ def test_greedy_continuations_identical(case):
         for text in prompts:
             ids = tok.encode(text, add_special_tokens=True).ids
             want, scores = ref.greedy(ids, N_NEW)
-            with Context(m, n_ctx=256, n_threads=2) as ctx:
+            with Context(m, n_ctx=256, n_threads=2, **EXACT_ATTN) as ctx:
                 got = ctx.generate_greedy(ids, N_NEW)
             if got == want:
                 identical += 1

@@ -24,8 +24,8 @@ import pytest
 from conftest import EXACT_ATTN
 
 CACHES = {
-    "f32": {"type_k": "f32", "type_v": "f32"},
-    "f16": {},
+    "f32": {},  # the default
+    "f16": {"type_k": "f16", "type_v": "f16"},
     "q8_0": {"type_k": "q8_0", "type_v": "q8_0"},
     "q8_0/f16": {"type_k": "q8_0", "type_v": "f16"},
 }

@@ -103,8 +103,7 @@ def test_logits_match_reference(case):
 
 ATTENTION_MODES = {
     "exact": EXACT_ATTN,
-    "fast-f32": {"type_k": "f32", "type_v": "f32"},
-    "fast": {},  # the default: tiled attention over an f16 cache
+    "tiled": {},  # the default: tiled attention over an f32 cache
 }
 
 
@@ -113,8 +112,7 @@ def test_greedy_continuations_identical(case, attn):
     """32 greedy tokens per prompt, engine vs reference. A divergence is only acceptable where the
     reference itself is at a near-tie (top-1/top-2 margin below what one quantizer flip can move,
     see the module docstring); most prompts must match all the way. The exact attention and the
-    tiled one (whose sums differ from torch's by float rounding, and whose f16 cache rounds K and
-    V) are held to the same rule."""
+    tiled one (whose sums differ from torch's by float rounding) are held to the same rule."""
     from utils.bindings import Context, Model
 
     fmt, ckpt, ref, gguf = case

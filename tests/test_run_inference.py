@@ -58,7 +58,7 @@ def test_flags_reach_bitnet_cli(fake_build, model_file):
     assert res.returncode == 0, res.stderr
     assert res.stdout == "generated text\n"
     assert recorded_args(fake_build) == [
-        "-m", str(model_file), "-p", "Hi there", "-n", "16", "-t", "2", "-c", "2048", "--temp", "0.8"]
+        "-m", str(model_file), "-p", "Hi there", "-n", "16", "-t", "2", "-c", "0", "--temp", "0.8"]
 
     res = run_inference("--model", str(model_file), "--prompt", "x", "--n-predict", "-1", "--threads", "3",
                         "--ctx-size", "64", "-temp", "0", "--seed", "0", build_dir=fake_build)
@@ -71,7 +71,7 @@ def test_chat_flags_reach_bitnet_cli(fake_build, model_file):
     res = run_inference("-m", str(model_file), "-cnv", "--chat-template", "llama3", build_dir=fake_build)
     assert res.returncode == 0, res.stderr
     assert recorded_args(fake_build) == [  # no -p: no system prompt (not the completion default)
-        "-m", str(model_file), "-p", "", "-n", "128", "-t", "2", "-c", "2048", "--temp", "0.8", "-cnv",
+        "-m", str(model_file), "-p", "", "-n", "128", "-t", "2", "-c", "0", "--temp", "0.8", "-cnv",
         "--chat-template", "llama3"]
 
     res = run_inference("-m", str(model_file), "-p", "You are a helpful assistant", "--conversation",

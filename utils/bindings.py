@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -276,7 +277,7 @@ class Context(_Handle):
     _free = "bitnet_context_free"
 
     def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
-                 n_seq_max: int = 1, type_k: str = "f16", type_v: str = "f16", flash_attn: bool = True):
+                 n_seq_max: int = 1, type_k: str = "f32", type_v: str = "f32", flash_attn: bool = True):
         """n_ctx: positions per sequence (0: the model's training context); n_threads: 0 for all
         cores; n_batch: most tokens per forward pass (longer calls are split); n_seq_max: sequence
         slots (the KV cache takes n_seq_max times the memory); type_k/type_v: KV cache types
@@ -292,6 +293,9 @@ class Context(_Handle):
         self._p = self._lib.bitnet_context_new(model._p, params)
         if not self._p:
             raise _error()
+        if self.n_ctx > model.n_ctx_train > 0:
+            warnings.warn(f"a context of {self.n_ctx} tokens is longer than the {model.n_ctx_train} the model was "
+                          f"trained on; text past {model.n_ctx_train} tokens may lose coherence", stacklevel=2)
 
     @property
     def n_past(self) -> int:

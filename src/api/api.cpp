@@ -138,8 +138,8 @@ bitnet_context_params bitnet_context_default_params(void) {
     p.n_threads = 0;
     p.n_batch = 512;
     p.n_seq_max = 1;
-    p.type_k = BITNET_KV_F16;
-    p.type_v = BITNET_KV_F16;
+    p.type_k = BITNET_KV_F32;
+    p.type_v = BITNET_KV_F32;
     p.flash_attn = 1;
     return p;
 }

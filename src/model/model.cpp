@@ -234,7 +234,7 @@ std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int
     const HParams& hp = model->hp;
     auto c = std::make_unique<Context>();
     c->model = model;
-    c->n_ctx = n_ctx > 0 ? n_ctx : hp.n_ctx_train;
+    c->n_ctx = n_ctx > 0 ? n_ctx : std::min(hp.n_ctx_train > 0 ? hp.n_ctx_train : kDefaultCtxMax, kDefaultCtxMax);
     if (n_threads <= 0) n_threads = (int)std::max(1u, std::thread::hardware_concurrency());
     c->n_batch = std::min(n_batch > 0 ? n_batch : 512, c->n_ctx);
     c->n_seq = n_seq > 0 ? n_seq : 1;

@@ -73,6 +73,8 @@ std::unique_ptr<Model> model_load(const std::string& path);
 // An inference context: n_seq independent sequences ("slots"), each with its own KV cache region
 // of n_ctx positions and its own length, and the scratch of one forward pass over a batch of up
 // to n_batch tokens drawn from any of them.
+constexpr int kDefaultCtxMax = 4096;
+
 struct Context {
     Model* model = nullptr;
     int n_ctx = 0;    // positions per sequence
@@ -111,11 +113,12 @@ struct Context {
     int n_decoded = 0;                    // tokens in the last decode call
 };
 
-// n_seq: sequence slots (0 means 1); type_k/type_v: KV cache types (TYPE_F32, TYPE_F16,
+// n_ctx 0: the model's training context, at most kDefaultCtxMax (a KV cache of 128k positions
+// is tens of GB: the user asks for that with an explicit size). n_seq: sequence slots (0 means 1); type_k/type_v: KV cache types (TYPE_F32, TYPE_F16,
 // TYPE_Q8_0); exact: torch-order attention (needs f32 K and V), see attention.h. Throws
 // bitnet::Error for sizes out of range or a cache that cannot be made.
 std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int n_batch,
-                                     int n_seq = 1, uint32_t type_k = 1, uint32_t type_v = 1,
+                                     int n_seq = 1, uint32_t type_k = 0, uint32_t type_v = 0,
                                      bool exact = false);
 
 // Checks a batch against the context without changing it: every seq id in [0, n_seq), every

@@ -75,7 +75,7 @@ struct Args {
     std::vector<int> n_gen = {128};
     std::vector<Test> pg, gp;
     std::vector<int> depths = {0};
-    std::vector<int> types_k = {BITNET_KV_F16}, types_v = {BITNET_KV_F16}, flash = {1};
+    std::vector<int> types_k = {BITNET_KV_F32}, types_v = {BITNET_KV_F32}, flash = {1};
     std::vector<int> threads;
     int reps = 5;
     int n_batch = 512;
@@ -94,7 +94,7 @@ void usage(FILE* out) {
         "  -d, --n-depth D[,D]       run each test after a prompt of D tokens already in the cache\n"
         "                            (default 0)\n"
         "  -gp D,TG                  TG tokens generated after a D-token prompt (tgTG @ dD); repeatable\n"
-        "  -ctk, --cache-type-k T[,T] KV cache type of the keys: f32, f16 (default), q8_0\n"
+        "  -ctk, --cache-type-k T[,T] KV cache type of the keys: f32 (default), f16, q8_0\n"
         "  -ctv, --cache-type-v T[,T] ... of the values\n"
         "  -fa, --flash-attn on|off[,..] on (default): tiled attention; off: the exact attention\n"
         "                            (torch's order; needs f32 K and V)\n"

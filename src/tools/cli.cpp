@@ -39,7 +39,7 @@ struct Args {
     std::string prompt;
     int n_predict = 128;
     int n_threads = 0;
-    int n_ctx = 2048;
+    int n_ctx = 0;
     int n_batch = 512;
     float temp = 0.8f;
     int top_k = 40;
@@ -64,7 +64,8 @@ void usage(FILE* out) {
         "  -n, --n-predict N       tokens to generate, per answer with -cnv (default 128;\n"
         "                          -1 = until end of text or full context)\n"
         "  -t, --threads N         threads (default: all cores)\n"
-        "  -c, --ctx-size N        context size in tokens (default 2048, 0 = the model's)\n"
+        "  -c, --ctx-size N        context size in tokens (default 0: the model's training context,\n"
+        "                          at most 4096)\n"
         "  -b, --batch-size N      tokens per forward pass for the prompt (default 512)\n"
         "      --temp T            temperature (default 0.8; 0 = greedy)\n"
         "      --top-k N           top-k (default 40, 0 = off)\n"
@@ -447,6 +448,7 @@ int main(int argc, char** argv) {
     a.cache.apply(cp);
     bitnet_context* ctx = bitnet_context_new(model, cp);
     if (!ctx) die(bitnet_last_error());
+    tool::note_context(model, a.n_ctx, bitnet_context_n_ctx(ctx));
 
     bitnet_sampler_params sp = bitnet_sampler_default_params();
     sp.temperature = a.temp;

@@ -128,7 +128,9 @@ int main(int argc, char** argv) {
 
     bitnet_model* model = bitnet_model_load(a.model.c_str());
     if (!model) die(bitnet_last_error());
-    const int n_ctx = a.n_ctx > 0 ? a.n_ctx : bitnet_model_n_ctx_train(model);
+    const int n_train = bitnet_model_n_ctx_train(model);
+    const int n_ctx = a.n_ctx > 0 ? a.n_ctx : std::min(n_train > 0 ? n_train : BITNET_DEFAULT_CTX_MAX, BITNET_DEFAULT_CTX_MAX);
+    tool::note_context(model, a.n_ctx, n_ctx);
     if (n_ctx < 6)  // fewer would score under 2 tokens a chunk: no spread to estimate
         die("-c " + std::to_string(n_ctx) + " is too small: each chunk scores the tokens after its "
             "first half, so use -c 6 or more (512 is usual)");

@@ -37,7 +37,7 @@ inline float parse_float(const std::string& flag, const char* v) {
 
 // llama.cpp's cache flags, shared by every tool: -ctk / -ctv TYPE and -fa on|off.
 struct CacheArgs {
-    int type_k = BITNET_KV_F16, type_v = BITNET_KV_F16;
+    int type_k = BITNET_KV_F32, type_v = BITNET_KV_F32;
     int flash_attn = 1;
     void apply(bitnet_context_params& p) const {
         p.type_k = type_k;
@@ -69,10 +69,23 @@ bool parse_cache_flag(const std::string& f, Next&& next, CacheArgs& c) {
 }
 
 constexpr const char* kCacheUsage =
-    "  -ctk, --cache-type-k T  KV cache type of the keys: f32, f16 (default), q8_0\n"
+    "  -ctk, --cache-type-k T  KV cache type of the keys: f32 (default), f16, q8_0\n"
     "  -ctv, --cache-type-v T  ... of the values\n"
     "  -fa, --flash-attn on|off  on (default): tiled attention; off: the exact attention in\n"
     "                          torch's summation order (needs -ctk f32 -ctv f32)\n";
+
+// The context rule of every tool: -c 0 (the default) is the model's training context, capped at
+// BITNET_DEFAULT_CTX_MAX, and said so when capped; a context longer than the training context
+// works but the text past that point decays, so it is said too. One line each, on stderr.
+inline void note_context(const bitnet_model* model, int requested, int n_ctx) {
+    const int train = bitnet_model_n_ctx_train(model);
+    if (requested == 0 && train > n_ctx)
+        std::fprintf(stderr, "note: context %d tokens, capped from the model's training context of %d; "
+                             "ask for more with -c\n", n_ctx, train);
+    else if (train > 0 && n_ctx > train)
+        std::fprintf(stderr, "warning: a context of %d tokens is longer than the %d the model was trained "
+                             "on; text past %d tokens may lose coherence\n", n_ctx, train, train);
+}
 
 inline double now_s() {
     using namespace std::chrono;
