@@ -152,7 +152,7 @@ def test_cli_cache_flags(engine_bin, tiny_gguf):
     for name, r in outs.items():
         assert r.returncode == 0, f"{name}: {r.stderr.decode()}"
     assert outs["exact"].stdout == outs["fast"].stdout
-    for flags, word in ((["-ctk", "q4"], "expected f32, f16 or q8_0"), (["-fa", "off"], "exact attention"),
+    for flags, word in ((["-ctk", "q4"], "expected f32, f16 or q8_0"), (["-fa", "off", "-ctv", "f16"], "exact attention"),
                         (["-fa", "maybe"], "expected on or off")):
         r = cli(*flags)
         assert r.returncode == 1

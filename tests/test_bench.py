@@ -20,7 +20,7 @@ def bench(engine_bin, *args):
                           text=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
-ROW = re.compile(r"^\| (\S+) \| ([\d.]+) [MG]iB \| ([\d.]+) [MB] \| (\S+ / \S+) \| (\S+) \| (\d+) \| (\S+) \| "
+ROW = re.compile(r"^\| (\S+) \| ([\d.]+) [MG]iB \| ([\d.]+) [MB] \| (\S+ / \S+) \| (\S+) \| \S+ \| (\d+) \| (\S+) \| "
                  r"([\d.]+) ± ([\d.]+) \|$")
 
 
@@ -54,7 +54,7 @@ def test_csv(engine_bin, tiny_gguf):
     r = bench(engine_bin, "-m", tiny_gguf, "-p", "0", "-n", "4", "-t", "1", "-r", "1", "-o", "csv")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith("model,size_bytes,n_params,type,isa,n_threads")
+    assert lines[0].startswith("model,size_bytes,n_params,type,isa,kv,n_threads")
     assert len(lines) == 2 and ",tg4," in lines[1]
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from conftest import EXACT_ATTN_FLAGS  # noqa: E402
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -121,7 +122,7 @@ def test_ppl_matches_transformers(engine_lib, tiny_packed, tiny_gguf, text_file)
     assert len(ids) >= CHUNKS * CTX + 10, "test text too short for the chunks it wants"
     # Chunks in batches of 24 tokens: below 192 keys MKL sums every product in one chain, so the
     # engine's batching does not change its sums (see attention_head).
-    got, got_pm = perplexity(tiny_gguf, text_file, ctx_size=CTX, threads=2, batch_size=24, chunks=CHUNKS)
+    got, got_pm = perplexity(tiny_gguf, text_file, ctx_size=CTX, threads=2, batch_size=24, chunks=CHUNKS, cache_flags=EXACT_ATTN_FLAGS)
     want, want_pm, n_scored = reference_ppl(tiny_packed, ids, CTX, CHUNKS)
     with engine_rope():
         exact, exact_pm, _ = reference_ppl(tiny_packed, ids, CTX, CHUNKS)

@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 from utils.common import DEFAULT_MODEL_DIR
+from conftest import EXACT_ATTN_FLAGS  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "heldout.txt").is_file(),
                                 reason=f"{DEFAULT_MODEL_DIR} is not a trained model with held-out text")
@@ -38,7 +39,7 @@ def test_heldout_perplexity_matches_transformers(engine_lib, shipped):
 
     ckpt, gguf = shipped
     n_ctx, n_chunks = 128, 6
-    ppl, pm = perplexity(gguf, ckpt / "heldout.txt", ctx_size=n_ctx, threads=2, chunks=n_chunks)
+    ppl, pm = perplexity(gguf, ckpt / "heldout.txt", ctx_size=n_ctx, threads=2, chunks=n_chunks, cache_flags=EXACT_ATTN_FLAGS)
     ids = Tokenizer.from_file(str(ckpt / "tokenizer.json")).encode(
         (ckpt / "heldout.txt").read_text(encoding="utf-8")).ids
     want, want_pm, _ = reference_ppl(ckpt, ids, n_ctx, n_chunks)

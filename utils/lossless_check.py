@@ -293,16 +293,43 @@ def _check_inputs(model_dir: Path, text: Path, n_prompts: int, n_predict: int,
     return cfg
 
 
+def _reference_store(path: Path | None, prompts: list[tuple[int, list[int]]], n_predict: int,
+                     model_dir: Path) -> tuple[dict[int, np.ndarray], Callable[[], None]]:
+    """The reference's logits saved by an earlier run with the same checkpoint, prompts and
+    n_predict (an .npz file), and a function that writes the ones computed now. Comparing several
+    engine settings (-ctk/-ctv/-fa) then costs the reference once: it is ~all of the time."""
+    key = json.dumps([str(model_dir.resolve()), (model_dir / "config.json").stat().st_mtime_ns, n_predict,
+                      [p for _, p in prompts]])
+    saved: dict[int, np.ndarray] = {}
+    if path is not None and path.is_file():
+        with np.load(path) as f:
+            if str(f["key"]) == key:
+                saved = {i: f[f"p{i}"] for i in range(len(prompts)) if f"p{i}" in f}
+
+    def write() -> None:
+        if path is None:
+            return
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, key=np.array(key), **{f"p{i}": v for i, v in saved.items()})
+        os.replace(tmp, path)
+    return saved, write
+
+
 def _run_prompts(engine, model_dir: Path, cfg: dict, tok, prompts: list[tuple[int, list[int]]],
-                 n_predict: int, threads: int, progress, log, cache: dict):
+                 n_predict: int, threads: int, progress, log, cache: dict, reference_cache: Path | None = None):
     """Both sides on every prompt: (sequences, reference margins [N, n], max|logit| [N, n])."""
     from utils import bindings
 
     if engine.n_vocab != cfg.get("vocab_size", engine.n_vocab):
         raise BitnetError(f"the GGUF has {engine.n_vocab} tokens but the checkpoint {cfg['vocab_size']}: "
                           "pass the GGUF converted from --model-dir")
-    log(f"loading the reference (transformers, float32) from {display_path(model_dir)}")
-    reference = load_reference(model_dir)
+    saved, write_saved = _reference_store(reference_cache, prompts, n_predict, model_dir)
+    reference = None
+    if len(saved) < len(prompts):
+        log(f"loading the reference (transformers, float32) from {display_path(model_dir)}")
+        reference = load_reference(model_dir)
+    else:
+        log(f"the reference's logits of every prompt come from {display_path(reference_cache)}")
 
     def piece(t: int) -> str:
         return tok.decode([t], skip_special_tokens=False)
@@ -312,7 +339,11 @@ def _run_prompts(engine, model_dir: Path, cfg: dict, tok, prompts: list[tuple[in
     margins = np.empty((len(prompts), n_predict))
     scales = np.empty((len(prompts), n_predict))
     for i, (start, prompt) in enumerate(prompts):
-        ref_logits = reference_greedy(reference, prompt, n_predict)
+        if i not in saved:
+            saved[i] = reference_greedy(reference, prompt, n_predict)
+            if (i + 1) % 10 == 0:
+                write_saved()
+        ref_logits = saved[i]
         margins[i] = [_top2_margin(r) for r in ref_logits]
         scales[i] = np.abs(ref_logits).max(axis=1)
         try:
@@ -322,6 +353,7 @@ def _run_prompts(engine, model_dir: Path, cfg: dict, tok, prompts: list[tuple[in
         if progress is not None:
             progress(i + 1, len(prompts), sum(s.divergence is None for s in sequences),
                      time.perf_counter() - t_loop)
+    write_saved()
     return sequences, margins, scales
 
 
@@ -330,7 +362,7 @@ def lossless_check(model_dir: str | Path = DEFAULT_MODEL_DIR, gguf: str | Path |
                    prompt_tokens: int = 32, threads: int = 2, seed: int = 0,
                    progress: Callable[[int, int, int, float], None] | None = None,
                    log: Callable[[str], None] = lambda _: None,
-                   cache: dict | None = None) -> LosslessResult:
+                   cache: dict | None = None, reference_cache: str | Path | None = None) -> LosslessResult:
     """Run the check (see the module docstring) and return what it found.
 
     ``text`` defaults to model_dir/heldout.txt. ``progress(i, n, identical, elapsed_s)`` is called
@@ -339,7 +371,8 @@ def lossless_check(model_dir: str | Path = DEFAULT_MODEL_DIR, gguf: str | Path |
     engine not built); divergences are reported in the result, never raised. ``cache``: the
     engine context's KV cache and attention settings (bindings.Context's type_k, type_v,
     flash_attn); default the exact attention over an f32 cache, the configuration that follows
-    torch's arithmetic.
+    torch's arithmetic. ``reference_cache``: an .npz file that keeps the reference's logits for
+    later runs on the same checkpoint, prompts and length.
     """
     from tokenizers import Tokenizer
 
@@ -367,7 +400,8 @@ def lossless_check(model_dir: str | Path = DEFAULT_MODEL_DIR, gguf: str | Path |
         with engine:
             sequences, margins, scales = _run_prompts(engine, model_dir, cfg, tok, prompts, n_predict,
                                                       threads, progress, log,
-                                                      EXACT_CACHE if cache is None else cache)
+                                                      EXACT_CACHE if cache is None else cache,
+                                                      Path(reference_cache) if reference_cache else None)
     return LosslessResult(str(model_dir), str(gguf_path), str(text), n_prompts, n_predict,
                           prompt_tokens, seed, sequences, margins, scales, time.perf_counter() - t0)
 
@@ -431,14 +465,18 @@ def _progress_printer() -> Callable[[int, int, int, float], None]:
               show_default=True, help="... of the values.")
 @click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]), default="off", show_default=True,
               help="on: the engine's tiled attention; off: its exact attention (torch's summation order).")
+@click.option("--reference-cache", type=click.Path(dir_okay=False, path_type=Path),
+              help="Keep the reference's logits in this .npz file, and take them from it when an earlier "
+                   "run on the same checkpoint, prompts and length wrote it (to compare engine settings).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def main(model_dir, gguf, text, n_prompts, n_predict, prompt_tokens, threads, seed, type_k, type_v,
-         flash_attn, as_json):
+         flash_attn, reference_cache, as_json):
     """Greedy continuations of the engine vs the transformers float32 reference on N held-out
     prompts; lists every divergence with the margins that explain (or do not explain) it."""
     cache = {"type_k": type_k, "type_v": type_v, "flash_attn": flash_attn == "on"}
     result = lossless_check(model_dir, gguf, text, n_prompts, n_predict, prompt_tokens, threads, seed,
-                            progress=_progress_printer(), log=lambda s: click.echo(s, err=True), cache=cache)
+                            progress=_progress_printer(), log=lambda s: click.echo(s, err=True), cache=cache,
+                            reference_cache=reference_cache)
     click.echo(json.dumps(result.to_json(), indent=1) if as_json else format_report(result))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -34,8 +35,10 @@ _FINAL = re.compile(r"^Final estimate: PPL = (\S+) \+/- (\S+)$", re.MULTILINE)
 
 
 def perplexity_command(model: Path, text_file: Path, ctx_size: int = 512, threads: int = 2,
-                       batch_size: int = 512, chunks: int | None = None) -> list[str]:
-    """The bitnet-perplexity command line for these settings (``chunks`` None: all). Raise
+                       batch_size: int = 512, chunks: int | None = None,
+                       cache_flags: Sequence[str] = ()) -> list[str]:
+    """The bitnet-perplexity command line for these settings (``chunks`` None: all;
+    ``cache_flags``: its -ctk/-ctv/-fa flags and values, as given). Raise
     ``BitnetError`` when the engine is not built or an input file does not exist."""
     tool = engine_tool("bitnet-perplexity")
     if not Path(model).is_file():
@@ -47,7 +50,7 @@ def perplexity_command(model: Path, text_file: Path, ctx_size: int = 512, thread
            "-b", str(batch_size)]
     if chunks is not None:
         cmd += ["--chunks", str(chunks)]
-    return cmd
+    return cmd + list(cache_flags)
 
 
 def parse_final(output: str) -> tuple[float, float]:
@@ -60,10 +63,11 @@ def parse_final(output: str) -> tuple[float, float]:
 
 
 def perplexity(model: Path, text_file: Path, ctx_size: int = 512, threads: int = 2,
-               batch_size: int = 512, chunks: int | None = None) -> tuple[float, float]:
+               batch_size: int = 512, chunks: int | None = None,
+               cache_flags: Sequence[str] = ()) -> tuple[float, float]:
     """Run bitnet-perplexity quietly and return (PPL, +/-). A failure of the tool (bad file, text
     too short for one chunk, ...) is a ``BitnetError`` carrying the tool's one-line message."""
-    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks)
+    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks, cache_flags)
     r = subprocess.run(cmd, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         lines = r.stderr.strip().splitlines()
@@ -85,15 +89,23 @@ def perplexity(model: Path, text_file: Path, ctx_size: int = 512, threads: int =
               help="Number of CPU threads.")
 @click.option("--chunks", type=click.IntRange(min=1), default=None,
               help="Score at most this many chunks  [default: all]")
+@click.option("-ctk", "--cache-type-k", type=click.Choice(["f32", "f16", "q8_0"]),
+              help="KV cache type of the keys  [default: f32]")
+@click.option("-ctv", "--cache-type-v", type=click.Choice(["f32", "f16", "q8_0"]),
+              help="KV cache type of the values  [default: f32]")
+@click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]),
+              help="on: tiled attention; off: the exact attention (needs f32 K and V)  [default: on]")
 def main(model: Path, text_file: Path | None, ctx_size: int, batch_size: int, threads: int,
-         chunks: int | None) -> int:
+         chunks: int | None, cache_type_k: str | None, cache_type_v: str | None, flash_attn: str | None) -> int:
     """Perplexity of a converted BitNet model on a text file (llama-perplexity's protocol)."""
     if text_file is None:
         if not DEFAULT_TEXT.is_file():
             raise BitnetError(f"no text file given and the shipped model has none ({display_path(DEFAULT_TEXT)}): "
                               "give the text to score with -f FILE")
         text_file = DEFAULT_TEXT
-    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks)
+    cache_flags = [x for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v
+                   for x in (f, v)]
+    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks, cache_flags)
     return run_tool(cmd, "bitnet-perplexity")
 
 

@@ -8,8 +8,8 @@
 //                accumulators, chunks of 16 rows, lanes added left to right), then / n, then
 //                x * (1 / sqrt(var + eps)) * w.
 //   attention    scores by MKL's sgemm order (one FMA chain over the head dimension), times the
-//                scale; softmax as torch's AVX-512 kernel (Sleef's expf_u10, 16 partial sums
-//                combined as a tree, times 1 / sum); P·V by MKL's sgemm order (FMA chains over
+//                scale; softmax as torch's vector kernel (Sleef's expf_u10, 16 partial sums on an
+//                AVX-512 CPU, 8 on an AVX2 one, combined as a tree, times 1 / sum); P·V by MKL's sgemm order (FMA chains over
 //                keys in the blocks MKL splits K into, block sums added in order).
 //   rope         q * cos + rotate_half(q) * sin with cos/sin of (float)pos * inv_freq.
 //
@@ -144,20 +144,35 @@ __attribute__((always_inline)) inline int64_t mkl_block_end(int64_t K, int64_t k
     return std::min(K, k0 + kMklKc);
 }
 
-// Softmax lanes of torch's AVX-512 kernel: scores t, t+16, t+32... share a partial sum.
-constexpr int kSoftmaxLanes = 16;
+// Softmax lanes: torch's kernel keeps one vector of partial sums, scores t, t+W, t+2W... in lane
+// t % W, W the width of the vector code ATen dispatches to: 16 floats on a CPU with AVX-512
+// (F, BW, VL, DQ: its AVX512 capability), 8 on one with AVX2 only.
+constexpr int kSoftmaxLanesMax = 16;
+
+int softmax_lanes() {
+#if BITNET_OPS_X86
+    static const int w = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+                             ? 16
+                             : 8;
+    return w;
+#else
+    return 16;
+#endif
+}
 
 // The probabilities: scores[t] = exp(scores[t] - max) / Σ, in torch's order (see the file comment).
 __attribute__((always_inline)) inline void softmax_torch(float* scores, int n) {
+    const int W = softmax_lanes();
     float mx = -INFINITY;
     for (int t = 0; t < n; ++t) mx = scores[t] > mx ? scores[t] : mx;
-    float lanes[kSoftmaxLanes] = {};
+    float lanes[kSoftmaxLanesMax] = {};
     for (int t = 0; t < n; ++t) {
         scores[t] = exp_sleef(scores[t] - mx);
-        lanes[t % kSoftmaxLanes] += scores[t];
+        lanes[t % W] += scores[t];
     }
-    // Combined as the AVX-512 horizontal add does: halves folded onto halves.
-    for (int w = kSoftmaxLanes / 2; w >= 1; w /= 2)
+    // Combined as the vector horizontal add does: halves folded onto halves.
+    for (int w = W / 2; w >= 1; w /= 2)
         for (int l = 0; l < w; ++l) lanes[l] += lanes[l + w];
     const float inv = 1.0f / lanes[0];
     for (int t = 0; t < n; ++t) scores[t] *= inv;

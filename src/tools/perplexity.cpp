@@ -69,6 +69,7 @@ Args parse_args(int argc, char** argv) {
         else if (f == "-b" || f == "--batch-size") a.n_batch = (int)parse_int(f, next());
         else if (f == "-t" || f == "--threads") a.n_threads = (int)parse_int(f, next());
         else if (f == "--chunks") a.n_chunks = (int)parse_int(f, next());
+        else if (tool::parse_cache_flag(f, next, a.cache)) {}
         else die("unknown argument '" + f + "' (see bitnet-perplexity --help)");
     }
     if (a.model.empty()) die("no model given: use -m MODEL.gguf (see bitnet-perplexity --help)");
