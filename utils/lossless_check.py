@@ -35,6 +35,7 @@ whenever the check ran.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -295,22 +296,29 @@ def _check_inputs(model_dir: Path, text: Path, n_prompts: int, n_predict: int,
 
 def _reference_store(path: Path | None, prompts: list[tuple[int, list[int]]], n_predict: int,
                      model_dir: Path) -> tuple[dict[int, np.ndarray], Callable[[], None]]:
-    """The reference's logits saved by an earlier run with the same checkpoint, prompts and
-    n_predict (an .npz file), and a function that writes the ones computed now. Comparing several
-    engine settings (-ctk/-ctv/-fa) then costs the reference once: it is ~all of the time."""
-    key = json.dumps([str(model_dir.resolve()), (model_dir / "config.json").stat().st_mtime_ns, n_predict,
-                      [p for _, p in prompts]])
-    saved: dict[int, np.ndarray] = {}
+    """The reference's logits that an earlier run saved (an .npz file) for prompts of this run, on
+    the same checkpoint and n_predict, and a function that writes them with the ones computed now.
+    Comparing several engine settings (-ctk/-ctv/-fa) then costs the reference once: it is nearly
+    all of the time. Entries are keyed by the prompt's tokens, so a run with another -N reuses
+    the prompts they share."""
+    model_key = json.dumps([str(model_dir.resolve()), (model_dir / "config.json").stat().st_mtime_ns, n_predict])
+
+    def name(prompt: list[int]) -> str:
+        return "p" + hashlib.sha1(json.dumps(prompt).encode()).hexdigest()
+
+    stored: dict[str, np.ndarray] = {}
     if path is not None and path.is_file():
         with np.load(path) as f:
-            if str(f["key"]) == key:
-                saved = {i: f[f"p{i}"] for i in range(len(prompts)) if f"p{i}" in f}
+            if str(f["key"]) == model_key:
+                stored = {k: f[k] for k in f.files if k != "key"}
+    saved = {i: stored[name(p)] for i, (_, p) in enumerate(prompts) if name(p) in stored}
 
     def write() -> None:
         if path is None:
             return
+        stored.update({name(prompts[i][1]): v for i, v in saved.items()})
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, key=np.array(key), **{f"p{i}": v for i, v in saved.items()})
+        np.savez(tmp, key=np.array(model_key), **stored)
         os.replace(tmp, path)
     return saved, write
 
