@@ -5,9 +5,9 @@ Endpoints: ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/completions`
 ending with ``data: [DONE]``), ``GET /health`` and ``GET /metrics`` (Prometheus text format).
 
 Every error, whatever raised it (a malformed body, a bad parameter, an unknown model or route, a
-prompt longer than the context, a full queue, a missing API key), is answered with OpenAI's error
-body ``{"error": {"message", "type", "param", "code"}}`` and a 4xx/5xx status; the server goes on
-serving. Request parameters are validated strictly (a string where a number belongs is an error, not
+prompt longer than the context, a full queue, a missing API key, a failure inside the server), is
+answered with OpenAI's error body ``{"error": {"message", "type", "param", "code"}}`` and a 4xx/5xx
+status; the server goes on serving. Request parameters are validated strictly (a string where a number belongs is an error, not
 a conversion); parameters of OpenAI's API that this server does not implement are ignored.
 
 The request handlers run on the event loop; generation runs on the scheduler's thread, which hands
@@ -40,7 +40,8 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from utils.bindings import BitnetError, Model
-from utils.server.scheduler import Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler
+from utils.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
+                                    Unavailable)
 
 
 def model_id(path: Path) -> str:
@@ -245,6 +246,9 @@ class _Job:
         except QueueFull as e:
             raise APIError(503, f"the server is busy ({e}); retry later", "server_error",
                            code="queue_full", headers={"Retry-After": "1"}) from None
+        except Unavailable as e:
+            raise APIError(503, f"the server cannot take requests: {e}", "server_error",
+                           code="unavailable") from None
 
     def cancel(self) -> None:
         self.scheduler.cancel(self.req)
@@ -314,6 +318,12 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def _api_error(_, exc: APIError):
         return exc.response()
 
+    @app.exception_handler(Exception)
+    async def _internal_error(http: HttpRequest, exc: Exception):
+        # Starlette logs the traceback (it raises exc again once this answer is sent).
+        return APIError(500, f"{http.method} {http.url.path}: the server failed ({type(exc).__name__}: {exc}); "
+                        "see its log", "server_error").response()
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(http: HttpRequest, exc: StarletteHTTPException):
         if exc.status_code == 404:
@@ -371,6 +381,9 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/health")
     async def health():
+        if sched.failure is not None:
+            raise APIError(503, f"the scheduler stopped ({sched.failure}); restart the server", "server_error",
+                           code="unavailable")
         s = sched.stats()
         return {"status": "ok", "slots_idle": s.n_slots - s.slots_in_use, "slots_processing": s.slots_in_use,
                 "queue_depth": s.queue_depth}
