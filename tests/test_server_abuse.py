@@ -185,6 +185,215 @@ def test_queue_bound_holds_before_the_scheduler_runs(engine_lib):
     assert "queue of 8" in refused[0]
 
 
+def test_burst_past_the_queue_gets_503_at_once(busy):
+    """40 connections opened first, then 40 long streaming requests written at once onto an idle
+    server with 4 slots and a queue of 8: exactly 12 are taken, 28 answered 503 with OpenAI's body."""
+    body = json.dumps({"prompt": "Create a new", "max_tokens": 3500, "ignore_eos": True, "stream": True}).encode()
+    request = _post_head("/v1/completions", len(body)) + body
+    socks = [_connect(busy) for _ in range(40)]
+    try:
+        for s in socks:
+            s.sendall(request)
+        statuses, errors = [], []
+        for s in socks:
+            # A 503 is whole at once; of a 200 only its head and first event are read.
+            data = b""
+            for _ in range(1000):
+                if b"\r\n\r\n" in data:
+                    break
+                chunk = s.recv(65536)
+                assert chunk, "the server closed without answering"
+                data += chunk
+            statuses.append(int(data.split()[1]))
+            if statuses[-1] == 503:
+                s.setblocking(True)
+                status, _, rest = _read_response_after(s, data)
+                errors.append(_openai_error(rest, "queue_full"))
+    finally:
+        for s in socks:
+            s.close()
+    assert statuses.count(200) == 12 and statuses.count(503) == 28, statuses
+    assert "queue of 8" in errors[0]["message"]
+
+
+def _read_response_after(sock, data: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:])
+    n = int(headers["content-length"])
+    for _ in range(1000):
+        if len(body) >= n:
+            break
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split()[1]), headers, body
+
+
+# ---- bodies -----------------------------------------------------------------------------------
+
+def test_body_over_the_limit_by_content_length_gets_413_unread(busy):
+    """Content-Length of 100 MB: 413 before a byte of the body is sent, and the connection closes."""
+    with _connect(busy) as s:
+        s.sendall(_post_head("/v1/completions", 100_000_000))
+        status, headers, body = _read_response(s)
+    assert status == 413 and headers["connection"] == "close"
+    _openai_error(body, "request_too_large")
+    assert _healthy(busy)
+
+
+def test_chunked_body_over_the_limit_gets_413_while_streaming(busy):
+    """A chunked body (no Content-Length to judge by), sent in at most 64 chunks of 8 KB until the
+    server answers: 413 once a little more than the limit (64 KB) is in."""
+    with _connect(busy) as s:
+        s.sendall(_post_head("/v1/completions", None))
+        sent = 0
+        for _ in range(64):
+            chunk = b'{"prompt": "' + b"a" * 8000 + b'"'
+            try:
+                s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+            if select.select([s], [], [], 0.05)[0]:
+                break
+        status, headers, body = _read_response(s)
+    assert status == 413, (status, body)
+    _openai_error(body, "request_too_large")
+    assert sent < 64 * 8012
+    assert _healthy(busy)
+
+
+def test_lying_content_length_and_slow_bodies_time_out(strict):
+    """Content-Length larger than what comes, and a body dribbled a byte at a time: 408 with
+    OpenAI's body once --body-timeout (1 s) is over, and the connection closes."""
+    with _connect(strict) as s:
+        s.sendall(_post_head("/v1/completions", 1000) + b'{"prompt": ')
+        status, headers, body = _read_response(s)
+    assert status == 408 and headers["connection"] == "close"
+    _openai_error(body, "request_timeout")
+    with _connect(strict) as s:
+        s.sendall(_post_head("/v1/completions", 1000))
+        for _ in range(200):  # at most 200 bytes over 20 s; the server gives up after 1 s
+            try:
+                s.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([s], [], [], 0.1)[0]:
+                break
+        status, _, body = _read_response(s)
+    assert status == 408
+    _openai_error(body, "request_timeout")
+
+
+# ---- request heads and connections -----------------------------------------------------------
+
+@pytest.mark.parametrize("split", [False, True])
+def test_oversized_head_gets_431(busy, split):
+    """A 200 KB header, in one write (the head arrives whole: the application refuses it) or in
+    pieces (h11 refuses the incomplete head past the limit)."""
+    head = _post_head("/v1/completions", 2, extra=f"X-Big: {'b' * 200_000}\r\n") + b"{}"
+    with _connect(busy) as s:
+        if split:
+            for i in range(0, len(head), 4096):
+                try:
+                    s.sendall(head[i:i + 4096])
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                if select.select([s], [], [], 0.01)[0]:
+                    break
+        else:
+            s.sendall(head)
+        status, _, body = _read_response(s)
+    assert status == 431, (status, body)
+    _openai_error(body, "headers_too_large")
+    assert _healthy(busy)
+
+
+def test_slow_heads_are_closed(strict):
+    """Ten connections dribbling a head, a byte every 0.1 s (at most 100 bytes each): every one gets
+    408 and is closed after --header-timeout; so do ten that send nothing. The server then serves."""
+    socks = [_connect(strict) for _ in range(20)]
+    try:
+        for s in socks[:10]:
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        open_ = set(range(20))
+        for _ in range(100):
+            if not open_:
+                break
+            for i in list(open_):
+                if select.select([socks[i]], [], [], 0)[0]:
+                    open_.discard(i)
+                elif i < 10:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        socks[i].sendall(b"X")
+            time.sleep(0.1)
+        assert not open_, f"connections {sorted(open_)} still open"
+        for s in socks:
+            status, _, body = _read_response(s)
+            assert status == 408
+            _openai_error(body, "request_timeout")
+    finally:
+        for s in socks:
+            s.close()
+    assert _healthy(strict)
+
+
+def test_kept_alive_connection_cannot_dribble_its_next_head(strict):
+    """After one answer on a kept-alive connection, a dribbled second head is closed too."""
+    from utils.load_test import request  # noqa: F401 (same server, plain HTTP below)
+
+    with _connect(strict) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        for _ in range(100):
+            data += s.recv(65536)
+            if b"}" in data:
+                break
+        assert data.startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /health HTTP/1.1\r\n")
+        for _ in range(100):
+            if select.select([s], [], [], 0.1)[0]:
+                break
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                s.sendall(b"X")
+        status, _, body = _read_response(s)
+    assert status == 408
+    _openai_error(body, "request_timeout")
+
+
+def test_connections_past_the_limit_are_refused(busy):
+    """With --max-connections open (each holding a partial head), the next connection is answered
+    503 with OpenAI's body and closed; closing them lets the server serve again."""
+    socks = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            s = _connect(busy)
+            s.sendall(b"GET /health HTTP/1.1\r\n")
+            socks.append(s)
+        extra = _connect(busy)
+        socks.append(extra)
+        status, headers, body = _read_response(extra)
+    finally:
+        for s in socks:
+            s.close()
+    assert status == 503 and headers["connection"] == "close"
+    _openai_error(body, "too_many_connections")
+    for _ in range(100):  # the server notices the closed sockets on its next loop turns
+        if _healthy(busy):
+            break
+        time.sleep(0.05)
+    assert _healthy(busy)
+
+
+def test_malformed_http_gets_an_openai_error(busy):
+    with _connect(busy) as s:
+        s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        status, _, body = _read_response(s)
+    assert status == 400
+    _openai_error(body, "invalid_http")
+
+
 # ---- failures inside the server ---------------------------------------------------------------
 
 def _collector():
@@ -245,3 +454,92 @@ def test_scheduler_that_cannot_go_on_fails_everything_and_says_so(engine_lib):
             sched.submit(Request([1], SamplingParams(), lambda ev: None))
     finally:
         sched.close()
+
+
+@contextlib.contextmanager
+def _serve_in_thread(app):
+    """The app behind uvicorn (the server's own settings) on a free port of 127.0.0.1, in a thread."""
+    import uvicorn
+
+    from utils.load_test import free_port
+    from utils.server.http import ConnectionLimits
+    from utils.server.serve import uvicorn_config
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, ConnectionLimits(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(300):
+            if server.started:
+                break
+            time.sleep(0.02)
+        assert server.started
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@contextlib.contextmanager
+def _app(model, gguf, n_ctx: int = 256, model_proxy=None):
+    from utils.server.app import ServerConfig, create_app
+    from utils.server.engine import SlotEngine
+    from utils.server.scheduler import Scheduler
+
+    engine = SlotEngine(model, n_slots=2, n_ctx=n_ctx, n_threads=1, n_batch=64)
+    sched = Scheduler(engine, model, batch_size=64, queue_size=4)
+    app = create_app(ServerConfig(model=model_proxy or model, model_path=gguf, scheduler=sched,
+                                  default_temperature=0.0))
+    sched.start()
+    try:
+        with _serve_in_thread(app) as url:
+            yield url, engine, sched
+    finally:
+        sched.close()
+        engine.close()
+
+
+def test_failures_inside_are_500s_and_health_tells(model, gguf, monkeypatch):
+    """An exception in the engine call: that request gets a 500 OpenAI body, the next one is served,
+    /health stays 200. The scheduler's loop broken: 500, then /health and new requests 503."""
+    from utils.load_test import request
+
+    quick = {"prompt": "Create a new", "max_tokens": 3, "ignore_eos": True}
+    with _app(model, gguf) as (url, engine, sched):
+        real_step = engine.step
+        calls = []
+
+        def failing_step(entries):
+            calls.append(1)
+            if len(calls) == 1:
+                raise ZeroDivisionError("injected")
+            return real_step(entries)
+        monkeypatch.setattr(engine, "step", failing_step)
+        status, answer = _post(url, "/v1/completions", quick)
+        assert status == 500 and answer["error"]["type"] == "server_error", answer
+        assert "ZeroDivisionError" in answer["error"]["message"]
+        assert set(answer["error"]) == {"message", "type", "param", "code"}
+        status, answer = _post(url, "/v1/completions", quick)
+        assert status == 200 and answer["usage"]["completion_tokens"] == 3
+        assert request(url, "GET", "/health")[0] == 200
+
+        def broken_plan():
+            raise AssertionError("broken invariant")
+        monkeypatch.setattr(sched, "_plan", broken_plan)
+        status, answer = _post(url, "/v1/completions", quick)
+        assert status == 500 and "broken invariant" in answer["error"]["message"], answer
+        status, answer = request(url, "GET", "/health")
+        assert status == 503 and answer["error"]["code"] == "unavailable", answer
+        status, answer = _post(url, "/v1/completions", quick)
+        assert status == 503 and answer["error"]["code"] == "unavailable", answer
+
+
+def test_unexpected_exceptions_in_handlers_are_openai_500s(model, gguf, monkeypatch):
+    with _app(model, gguf) as (url, _, _):
+        def boom(*args, **kwargs):
+            raise KeyError("injected")
+        monkeypatch.setattr(model, "chat_apply", boom)
+        status, answer = _post(url, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+    assert status == 500 and answer["error"]["type"] == "server_error", answer
+    assert set(answer["error"]) == {"message", "type", "param", "code"}

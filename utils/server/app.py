@@ -7,8 +7,15 @@ ending with ``data: [DONE]``), ``GET /health`` and ``GET /metrics`` (Prometheus 
 Every error, whatever raised it (a malformed body, a bad parameter, an unknown model or route, a
 prompt longer than the context, a full queue, a missing API key, a failure inside the server), is
 answered with OpenAI's error body ``{"error": {"message", "type", "param", "code"}}`` and a 4xx/5xx
-status; the server goes on serving. Request parameters are validated strictly (a string where a number belongs is an error, not
-a conversion); parameters of OpenAI's API that this server does not implement are ignored.
+status; the server goes on serving. Request parameters are validated strictly (a string where a
+number belongs is an error, not a conversion); parameters of OpenAI's API that this server does not
+implement are ignored.
+
+Bodies are read as they stream in, counted and timed: more than ``max_body_size`` bytes is a 413 (at
+once when Content-Length says so, else as soon as the count passes it, whatever Content-Length
+claimed), a body not complete within ``body_timeout`` seconds a 408; both close the connection, so
+the rest of the body is never read. The limits on connections and request heads are uvicorn's side
+(utils/server/http.py). A client that leaves early is logged at info level, without a traceback.
 
 The request handlers run on the event loop; generation runs on the scheduler's thread, which hands
 each request's events back through ``loop.call_soon_threadsafe``. A streaming client that goes away
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -38,10 +46,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from utils.bindings import BitnetError, Model
 from utils.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
                                     Unavailable)
+
+log = logging.getLogger("bitnet.server")
 
 
 def model_id(path: Path) -> str:
@@ -54,7 +65,8 @@ def model_id(path: Path) -> str:
 @dataclass
 class ServerConfig:
     """What the HTTP layer needs. default_max_tokens None: until end of text or a full context;
-    system_prompt: a system message put first in chats that have none; api_key None: no auth."""
+    system_prompt: a system message put first in chats that have none; api_key None: no auth;
+    max_body_size: most bytes of a request body; body_timeout: seconds a body may take to arrive."""
 
     model: Model
     model_path: Path
@@ -63,6 +75,8 @@ class ServerConfig:
     default_temperature: float = 0.8
     system_prompt: str | None = None
     api_key: str | None = None
+    max_body_size: int = 4 << 20
+    body_timeout: float = 30.0
 
     @property
     def model_id(self) -> str:
@@ -112,10 +126,39 @@ def _validation_error(exc: ValidationError) -> APIError:
                     code="missing_parameter" if err["type"] == "missing" else "invalid_value")
 
 
-async def _parse(http: HttpRequest, cls: type[BaseModel]):
-    """The request's body as a cls, whatever its Content-Type (curl -d sends a form's)."""
+_CLOSE = {"Connection": "close"}  # the rest of the body is left unread: the connection cannot go on
+
+
+async def _read_body(http: HttpRequest, limit: int, timeout: float) -> bytes:
+    """The request's body, read chunk by chunk as it arrives: APIError 413 as soon as it is known
+    to exceed `limit` bytes (from Content-Length, or counting, whatever Content-Length said), 408
+    when it is not complete within `timeout` seconds. Raises ClientDisconnect when the client
+    leaves."""
+    too_large = APIError(413, f"the request body is larger than {limit} bytes, the most this server takes "
+                         "(--max-body-size)", code="request_too_large", headers=_CLOSE)
+    declared = http.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    parts, size = [], 0
     try:
-        return cls.model_validate_json(await http.body())
+        async with asyncio.timeout(timeout):
+            async for chunk in http.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                parts.append(chunk)
+    except TimeoutError:
+        raise APIError(408, f"the request body did not arrive within {timeout:g} s ({size} bytes came); "
+                       "send the whole body at once (--body-timeout)", code="request_timeout",
+                       headers=_CLOSE) from None
+    return b"".join(parts)
+
+
+async def _parse(http: HttpRequest, config: ServerConfig, cls: type[BaseModel]):
+    """The request's body as a cls, whatever its Content-Type (curl -d sends a form's)."""
+    body = await _read_body(http, config.max_body_size, config.body_timeout)
+    try:
+        return cls.model_validate_json(body)
     except ValidationError as e:
         raise _validation_error(e) from None
 
@@ -318,6 +361,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def _api_error(_, exc: APIError):
         return exc.response()
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(http: HttpRequest, _):
+        log.info("%s %s: the client went away before its request was complete", http.method, http.url.path)
+        return Response(status_code=499)  # nginx's "client closed request": for the metrics
+
     @app.exception_handler(Exception)
     async def _internal_error(http: HttpRequest, exc: Exception):
         # Starlette logs the traceback (it raises exc again once this answer is sent).
@@ -376,6 +424,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                                      headers={"Cache-Control": "no-cache"}, background=BackgroundTask(job.cancel))
         result = await job.collect(http)
         if result is None:
+            log.info("%s %s: the client went away before its answer was ready", http.method, http.url.path)
             return Response(status_code=499)  # nginx's "client closed request": for the metrics
         return whole(*result)
 
@@ -404,7 +453,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(http: HttpRequest):
-        body = await _parse(http, CompletionBody)
+        body = await _parse(http, config, CompletionBody)
         check_model(body.model)
         if isinstance(body.prompt, str) or isinstance(body.prompt[0], str):
             text = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
@@ -433,7 +482,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat_completions(http: HttpRequest):
-        body = await _parse(http, ChatBody)
+        body = await _parse(http, config, ChatBody)
         check_model(body.model)
         messages = [{"role": "system" if m.role == "developer" else m.role,
                      "content": m.content if isinstance(m.content, str)
