@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from utils.bindings import BitnetError, Model
+from utils.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
 from utils.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
                                     Unavailable)
 
@@ -354,6 +355,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     and closes it after the server stops)."""
     app = FastAPI(title="bitnet OpenAI-compatible server", docs_url=None, redoc_url=None, openapi_url=None)
     model, sched = config.model, config.scheduler
+    vocab = vocab_scan(model)
     created = int(config.model_path.stat().st_mtime)
     http_counts: dict[tuple[str, int], int] = {}
 
@@ -407,13 +409,22 @@ def create_app(config: ServerConfig) -> FastAPI:
             temperature=body.temperature if body.temperature is not None else config.default_temperature,
             top_p=body.top_p, seed=body.seed, stop=stop, ignore_eos=body.ignore_eos)
 
-    def check_fits(tokens: list[int], param: str) -> None:
+    def context_exceeded(param: str, what: str) -> APIError:
+        return APIError(400, f"the {param} is {what}; a request's context holds {sched.n_ctx} tokens, prompt and "
+                        "answer together: shorten the prompt (or restart the server with a larger -c)",
+                        param=param, code="context_length_exceeded")
+
+    async def tokenize(text: bytes, param: str, tokenizer: Callable[[], list[int]]) -> list[int]:
+        """tokenizer()'s tokens of text, refused by its byte count alone when it cannot fit."""
+        at_least = surely_too_long(len(text), sched.n_ctx, vocab)
+        if at_least is not None:
+            raise context_exceeded(param, f"{len(text)} bytes, at least {at_least} tokens")
+        tokens = await asyncio.to_thread(tokenizer)
         if len(tokens) >= sched.n_ctx:
-            raise APIError(400, f"the {param} is {len(tokens)} tokens; a request's context holds {sched.n_ctx} "
-                           "tokens, prompt and answer together: shorten the prompt (or restart the server "
-                           "with a larger -c)", param=param, code="context_length_exceeded")
+            raise context_exceeded(param, f"{len(tokens)} tokens")
         if not tokens:
             raise APIError(400, f"the {param} is empty", param=param, code="invalid_value")
+        return tokens
 
     async def respond(http: HttpRequest, job: _Job, stream: bool, include_usage: bool,
                       chunk: Callable[..., dict], first: dict | None, whole: Callable[[str, Finished], dict]):
@@ -456,15 +467,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         body = await _parse(http, config, CompletionBody)
         check_model(body.model)
         if isinstance(body.prompt, str) or isinstance(body.prompt[0], str):
-            text = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-            tokens = await asyncio.to_thread(model.tokenize, text, True, True)
+            text = (body.prompt if isinstance(body.prompt, str) else body.prompt[0]).encode()
+            tokens = await tokenize(text, "prompt", lambda: model.tokenize(text, True, True))
         else:
             tokens = list(body.prompt)
             bad = [t for t in tokens if t >= model.n_vocab]
             if bad:
                 raise APIError(400, f"prompt: token id {bad[0]} is out of the vocabulary (0..{model.n_vocab - 1})",
                                param="prompt", code="invalid_value")
-        check_fits(tokens, "prompt")
+            if len(tokens) >= sched.n_ctx:
+                raise context_exceeded("prompt", f"{len(tokens)} tokens")
         job = _Job(sched, tokens, sampling(body, body.max_tokens))
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": config.model_id,
@@ -490,11 +502,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         if config.system_prompt and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": config.system_prompt})
         try:
-            text = model.chat_apply(messages, add_assistant=True)
+            chat = chat_render(model, messages)
         except BitnetError as e:
             raise APIError(400, f"messages: {e}", param="messages", code="invalid_value") from None
-        tokens = await asyncio.to_thread(model.tokenize, text, False, True)
-        check_fits(tokens, "messages")
+        except ChatRenderError as e:
+            raise APIError(500, f"messages: {e}; the server cannot render this model's chats safely",
+                           "server_error") from None
+        tokens = await tokenize(chat.text, "messages", lambda: chat_tokens(model, vocab, chat))
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         job = _Job(sched, tokens, sampling(body, max_tokens))
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
