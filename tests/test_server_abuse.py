@@ -482,13 +482,13 @@ def _serve_in_thread(app):
 
 
 @contextlib.contextmanager
-def _app(model, gguf, n_ctx: int = 256, model_proxy=None):
+def _app(model, gguf, n_ctx: int = 256, model_proxy=None, n_slots: int = 2, queue_size: int = 4):
     from utils.server.app import ServerConfig, create_app
     from utils.server.engine import SlotEngine
     from utils.server.scheduler import Scheduler
 
-    engine = SlotEngine(model, n_slots=2, n_ctx=n_ctx, n_threads=1, n_batch=64)
-    sched = Scheduler(engine, model, batch_size=64, queue_size=4)
+    engine = SlotEngine(model, n_slots=n_slots, n_ctx=n_ctx, n_threads=1, n_batch=64)
+    sched = Scheduler(engine, model, batch_size=64, queue_size=queue_size)
     app = create_app(ServerConfig(model=model_proxy or model, model_path=gguf, scheduler=sched,
                                   default_temperature=0.0))
     sched.start()
@@ -533,6 +533,42 @@ def test_failures_inside_are_500s_and_health_tells(model, gguf, monkeypatch):
         assert status == 503 and answer["error"]["code"] == "unavailable", answer
         status, answer = _post(url, "/v1/completions", quick)
         assert status == 503 and answer["error"]["code"] == "unavailable", answer
+
+
+def test_burst_while_the_scheduler_is_busy_in_a_step(model, gguf, monkeypatch):
+    """4 slots, a queue of 8, the scheduler's thread held inside its first step (as a slow step
+    would): of a burst of 40 concurrent requests exactly 12 are taken (the old bound let every one
+    in while a slot was free), the other 28 get 503 with OpenAI's body; the 12 then complete."""
+    with _app(model, gguf, n_slots=4, queue_size=8) as (url, engine, _):
+        real_step, in_step, release = engine.step, threading.Event(), threading.Event()
+
+        def held_step(entries):
+            in_step.set()
+            assert release.wait(60)
+            return real_step(entries)
+        monkeypatch.setattr(engine, "step", held_step)
+        quick = {"prompt": "Create a new", "max_tokens": 2, "ignore_eos": True}
+        results: list = [None] * 40
+
+        def one(i):
+            results[i] = _post(url, "/v1/completions", quick)
+        first = threading.Thread(target=one, args=(0,))
+        first.start()
+        assert in_step.wait(60)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(1, 40)]
+        for t in threads:
+            t.start()
+        for _ in range(600):  # every refused request has its answer while the step is held
+            if sum(r is not None for r in results) >= 28:
+                break
+            time.sleep(0.05)
+        release.set()
+        for t in [first] + threads:
+            t.join(60)
+    statuses = [status for status, _ in results]
+    assert (statuses.count(200), statuses.count(503)) == (12, 28), statuses
+    refused = [answer["error"] for status, answer in results if status == 503]
+    assert all(e["code"] == "queue_full" and "queue of 8" in e["message"] for e in refused)
 
 
 def test_unexpected_exceptions_in_handlers_are_openai_500s(model, gguf, monkeypatch):
