@@ -8,7 +8,9 @@ Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (JSON
 events), GET /health, GET /metrics (Prometheus). The flags -m -p -n -t -c --temperature --host
 --port are bitnet.cpp's run_inference_server.py flags. Requests run together, joining and leaving
 the running batch between engine steps (utils/server/); up to --parallel at once, up to
---queue-size more wait, the rest get 503. The engine library comes from build/ (BITNET_BUILD_DIR
+--queue-size more wait, the rest get 503. Bodies, request heads and open connections are bounded in
+size and time (--max-body-size, --body-timeout, --max-header-size, --header-timeout,
+--max-connections). The engine library comes from build/ (BITNET_BUILD_DIR
 overrides it).
 """
 
@@ -48,17 +50,32 @@ from utils.common import DEFAULT_MODEL, run_cli
                    "the other requests' tokens).")
 @click.option("--api-key", envvar="BITNET_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every endpoint but /health  [env: BITNET_API_KEY]")
+@click.option("--max-body-size", type=click.IntRange(min=1), default=4 << 20, show_default=True,
+              help="Most bytes of a request body; more gets 413.")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds a request body may take to arrive; then 408.")
+@click.option("--max-header-size", type=click.IntRange(min=1024), default=16 << 10, show_default=True,
+              help="Most bytes of a request's head (request line and headers); more gets 431.")
+@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a request's head may take to arrive (from connecting, or from the previous "
+                   "answer on a kept-alive connection); then 408.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Most open connections; more are answered 503 and closed.")
 def main(model: Path, system_prompt: str | None, n_predict: int, threads: int, ctx_size: int,
          temperature: float, host: str, port: int, parallel: int, queue_size: int, batch_size: int,
-         api_key: str | None) -> None:
+         api_key: str | None, max_body_size: int, body_timeout: float, max_header_size: int,
+         header_timeout: float, max_connections: int) -> None:
     """Serve a converted BitNet model over an OpenAI-compatible HTTP API."""
+    from utils.server.http import ConnectionLimits
     from utils.server.serve import serve
 
     if api_key is not None and not api_key.strip():
         raise click.BadParameter("the API key is empty", param_hint="--api-key")
     serve(model, host=host, port=port, threads=threads, ctx_size=ctx_size, parallel=parallel,
           queue_size=queue_size, batch_size=batch_size, n_predict=n_predict, temperature=temperature,
-          system_prompt=system_prompt, api_key=api_key)
+          system_prompt=system_prompt, api_key=api_key, max_body_size=max_body_size, body_timeout=body_timeout,
+          limits=ConnectionLimits(max_connections=max_connections, header_timeout=header_timeout,
+                                  max_header_size=max_header_size))
 
 
 if __name__ == "__main__":

@@ -4,5 +4,9 @@
   ``SlotEngine``, which runs each step as one multi-sequence forward pass of the engine;
 - ``scheduler``: continuous batching on one thread that owns the engine (queue, slots, prompt
   chunks, sampling, stop strings, counters);
-- ``app``: the FastAPI application (OpenAI endpoints, errors, Prometheus metrics, API key).
+- ``prompt``: prompt text to tokens (the size bound against the context; chats in which only the
+  template's own markers become special tokens);
+- ``app``: the FastAPI application (OpenAI endpoints, errors, Prometheus metrics, API key, body
+  limits);
+- ``http``: uvicorn's h11 protocol with limits on request heads and open connections.
 """

@@ -5,10 +5,17 @@ Endpoints: ``GET /v1/models`` (and ``/v1/models/{id}``), ``POST /v1/completions`
 ending with ``data: [DONE]``), ``GET /health`` and ``GET /metrics`` (Prometheus text format).
 
 Every error, whatever raised it (a malformed body, a bad parameter, an unknown model or route, a
-prompt longer than the context, a full queue, a missing API key), is answered with OpenAI's error
-body ``{"error": {"message", "type", "param", "code"}}`` and a 4xx/5xx status; the server goes on
-serving. Request parameters are validated strictly (a string where a number belongs is an error, not
-a conversion); parameters of OpenAI's API that this server does not implement are ignored.
+prompt longer than the context, a full queue, a missing API key, a failure inside the server), is
+answered with OpenAI's error body ``{"error": {"message", "type", "param", "code"}}`` and a 4xx/5xx
+status; the server goes on serving. Request parameters are validated strictly (a string where a
+number belongs is an error, not a conversion); parameters of OpenAI's API that this server does not
+implement are ignored.
+
+Bodies are read as they stream in, counted and timed: more than ``max_body_size`` bytes is a 413 (at
+once when Content-Length says so, else as soon as the count passes it, whatever Content-Length
+claimed), a body not complete within ``body_timeout`` seconds a 408; both close the connection, so
+the rest of the body is never read. The limits on connections and request heads are uvicorn's side
+(utils/server/http.py). A client that leaves early is logged at info level, without a traceback.
 
 The request handlers run on the event loop; generation runs on the scheduler's thread, which hands
 each request's events back through ``loop.call_soon_threadsafe``. A streaming client that goes away
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -38,9 +46,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from utils.bindings import BitnetError, Model
-from utils.server.scheduler import Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler
+from utils.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
+from utils.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
+                                    Unavailable)
+
+log = logging.getLogger("bitnet.server")
 
 
 def model_id(path: Path) -> str:
@@ -53,7 +66,8 @@ def model_id(path: Path) -> str:
 @dataclass
 class ServerConfig:
     """What the HTTP layer needs. default_max_tokens None: until end of text or a full context;
-    system_prompt: a system message put first in chats that have none; api_key None: no auth."""
+    system_prompt: a system message put first in chats that have none; api_key None: no auth;
+    max_body_size: most bytes of a request body; body_timeout: seconds a body may take to arrive."""
 
     model: Model
     model_path: Path
@@ -62,6 +76,8 @@ class ServerConfig:
     default_temperature: float = 0.8
     system_prompt: str | None = None
     api_key: str | None = None
+    max_body_size: int = 4 << 20
+    body_timeout: float = 30.0
 
     @property
     def model_id(self) -> str:
@@ -111,10 +127,39 @@ def _validation_error(exc: ValidationError) -> APIError:
                     code="missing_parameter" if err["type"] == "missing" else "invalid_value")
 
 
-async def _parse(http: HttpRequest, cls: type[BaseModel]):
-    """The request's body as a cls, whatever its Content-Type (curl -d sends a form's)."""
+_CLOSE = {"Connection": "close"}  # the rest of the body is left unread: the connection cannot go on
+
+
+async def _read_body(http: HttpRequest, limit: int, timeout: float) -> bytes:
+    """The request's body, read chunk by chunk as it arrives: APIError 413 as soon as it is known
+    to exceed `limit` bytes (from Content-Length, or counting, whatever Content-Length said), 408
+    when it is not complete within `timeout` seconds. Raises ClientDisconnect when the client
+    leaves."""
+    too_large = APIError(413, f"the request body is larger than {limit} bytes, the most this server takes "
+                         "(--max-body-size)", code="request_too_large", headers=_CLOSE)
+    declared = http.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    parts, size = [], 0
     try:
-        return cls.model_validate_json(await http.body())
+        async with asyncio.timeout(timeout):
+            async for chunk in http.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                parts.append(chunk)
+    except TimeoutError:
+        raise APIError(408, f"the request body did not arrive within {timeout:g} s ({size} bytes came); "
+                       "send the whole body at once (--body-timeout)", code="request_timeout",
+                       headers=_CLOSE) from None
+    return b"".join(parts)
+
+
+async def _parse(http: HttpRequest, config: ServerConfig, cls: type[BaseModel]):
+    """The request's body as a cls, whatever its Content-Type (curl -d sends a form's)."""
+    body = await _read_body(http, config.max_body_size, config.body_timeout)
+    try:
+        return cls.model_validate_json(body)
     except ValidationError as e:
         raise _validation_error(e) from None
 
@@ -245,6 +290,9 @@ class _Job:
         except QueueFull as e:
             raise APIError(503, f"the server is busy ({e}); retry later", "server_error",
                            code="queue_full", headers={"Retry-After": "1"}) from None
+        except Unavailable as e:
+            raise APIError(503, f"the server cannot take requests: {e}", "server_error",
+                           code="unavailable") from None
 
     def cancel(self) -> None:
         self.scheduler.cancel(self.req)
@@ -307,12 +355,24 @@ def create_app(config: ServerConfig) -> FastAPI:
     and closes it after the server stops)."""
     app = FastAPI(title="bitnet OpenAI-compatible server", docs_url=None, redoc_url=None, openapi_url=None)
     model, sched = config.model, config.scheduler
+    vocab = vocab_scan(model)
     created = int(config.model_path.stat().st_mtime)
     http_counts: dict[tuple[str, int], int] = {}
 
     @app.exception_handler(APIError)
     async def _api_error(_, exc: APIError):
         return exc.response()
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(http: HttpRequest, _):
+        log.info("%s %s: the client went away before its request was complete", http.method, http.url.path)
+        return Response(status_code=499)  # nginx's "client closed request": for the metrics
+
+    @app.exception_handler(Exception)
+    async def _internal_error(http: HttpRequest, exc: Exception):
+        # Starlette logs the traceback (it raises exc again once this answer is sent).
+        return APIError(500, f"{http.method} {http.url.path}: the server failed ({type(exc).__name__}: {exc}); "
+                        "see its log", "server_error").response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(http: HttpRequest, exc: StarletteHTTPException):
@@ -349,13 +409,22 @@ def create_app(config: ServerConfig) -> FastAPI:
             temperature=body.temperature if body.temperature is not None else config.default_temperature,
             top_p=body.top_p, seed=body.seed, stop=stop, ignore_eos=body.ignore_eos)
 
-    def check_fits(tokens: list[int], param: str) -> None:
+    def context_exceeded(param: str, what: str) -> APIError:
+        return APIError(400, f"the {param} is {what}; a request's context holds {sched.n_ctx} tokens, prompt and "
+                        "answer together: shorten the prompt (or restart the server with a larger -c)",
+                        param=param, code="context_length_exceeded")
+
+    async def tokenize(text: bytes, param: str, tokenizer: Callable[[], list[int]]) -> list[int]:
+        """tokenizer()'s tokens of text, refused by its byte count alone when it cannot fit."""
+        at_least = surely_too_long(len(text), sched.n_ctx, vocab)
+        if at_least is not None:
+            raise context_exceeded(param, f"{len(text)} bytes, at least {at_least} tokens")
+        tokens = await asyncio.to_thread(tokenizer)
         if len(tokens) >= sched.n_ctx:
-            raise APIError(400, f"the {param} is {len(tokens)} tokens; a request's context holds {sched.n_ctx} "
-                           "tokens, prompt and answer together: shorten the prompt (or restart the server "
-                           "with a larger -c)", param=param, code="context_length_exceeded")
+            raise context_exceeded(param, f"{len(tokens)} tokens")
         if not tokens:
             raise APIError(400, f"the {param} is empty", param=param, code="invalid_value")
+        return tokens
 
     async def respond(http: HttpRequest, job: _Job, stream: bool, include_usage: bool,
                       chunk: Callable[..., dict], first: dict | None, whole: Callable[[str, Finished], dict]):
@@ -366,11 +435,15 @@ def create_app(config: ServerConfig) -> FastAPI:
                                      headers={"Cache-Control": "no-cache"}, background=BackgroundTask(job.cancel))
         result = await job.collect(http)
         if result is None:
+            log.info("%s %s: the client went away before its answer was ready", http.method, http.url.path)
             return Response(status_code=499)  # nginx's "client closed request": for the metrics
         return whole(*result)
 
     @app.get("/health")
     async def health():
+        if sched.failure is not None:
+            raise APIError(503, f"the scheduler stopped ({sched.failure}); restart the server", "server_error",
+                           code="unavailable")
         s = sched.stats()
         return {"status": "ok", "slots_idle": s.n_slots - s.slots_in_use, "slots_processing": s.slots_in_use,
                 "queue_depth": s.queue_depth}
@@ -391,18 +464,19 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(http: HttpRequest):
-        body = await _parse(http, CompletionBody)
+        body = await _parse(http, config, CompletionBody)
         check_model(body.model)
         if isinstance(body.prompt, str) or isinstance(body.prompt[0], str):
-            text = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-            tokens = await asyncio.to_thread(model.tokenize, text, True, True)
+            text = (body.prompt if isinstance(body.prompt, str) else body.prompt[0]).encode()
+            tokens = await tokenize(text, "prompt", lambda: model.tokenize(text, True, True))
         else:
             tokens = list(body.prompt)
             bad = [t for t in tokens if t >= model.n_vocab]
             if bad:
                 raise APIError(400, f"prompt: token id {bad[0]} is out of the vocabulary (0..{model.n_vocab - 1})",
                                param="prompt", code="invalid_value")
-        check_fits(tokens, "prompt")
+            if len(tokens) >= sched.n_ctx:
+                raise context_exceeded("prompt", f"{len(tokens)} tokens")
         job = _Job(sched, tokens, sampling(body, body.max_tokens))
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": config.model_id,
@@ -420,7 +494,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat_completions(http: HttpRequest):
-        body = await _parse(http, ChatBody)
+        body = await _parse(http, config, ChatBody)
         check_model(body.model)
         messages = [{"role": "system" if m.role == "developer" else m.role,
                      "content": m.content if isinstance(m.content, str)
@@ -428,11 +502,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         if config.system_prompt and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": config.system_prompt})
         try:
-            text = model.chat_apply(messages, add_assistant=True)
+            chat = chat_render(model, messages)
         except BitnetError as e:
             raise APIError(400, f"messages: {e}", param="messages", code="invalid_value") from None
-        tokens = await asyncio.to_thread(model.tokenize, text, False, True)
-        check_fits(tokens, "messages")
+        except ChatRenderError as e:
+            raise APIError(500, f"messages: {e}; the server cannot render this model's chats safely",
+                           "server_error") from None
+        tokens = await tokenize(chat.text, "messages", lambda: chat_tokens(model, vocab, chat))
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         job = _Job(sched, tokens, sampling(body, max_tokens))
         rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -2,7 +2,10 @@
 at a time; requests join and leave the running batch between steps.
 
 A request (``Request``: prompt tokens, ``SamplingParams``, and a callback that receives its
-``Event``s) is submitted to a bounded queue; ``submit`` raises ``QueueFull`` beyond it. Between
+``Event``s) is submitted to a bounded queue: at most ``n_slots + queue_size`` requests are running or
+waiting at once, counted when they are submitted (a burst on an idle server cannot slip past the
+bound before the scheduler's thread has handed out slots); ``submit`` raises ``QueueFull`` beyond
+it. Between
 steps the scheduler drops cancelled requests (a client that went away), gives free slots to the
 oldest waiting requests, and builds the next step: for each generating request the token it
 sampled last, and prompt chunks of newly admitted requests, at most ``batch_size`` prompt tokens
@@ -16,6 +19,12 @@ seeded sampler, so the same request gives the same tokens alone or among others.
 Text comes out through an incremental UTF-8 decoder (a character split across tokens is sent once
 complete) and a ``StopFilter``, which holds back any tail that could be the start of a stop string,
 so a stop string never leaks partially into streamed text.
+
+Failures: an exception in a step (the engine, sampling, decoding) fails the requests of that step
+with ``Failed`` and the scheduler goes on; one it cannot recover from (freeing a slot fails, a
+broken invariant) stops its thread: every request still running or waiting gets ``Failed``, later
+submits raise ``Unavailable``, and ``failure`` says why (for /health). Either is logged with its
+traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import codecs
 import collections
 import heapq
+import logging
 import secrets
 import threading
 import time
@@ -31,6 +41,8 @@ from dataclasses import dataclass
 
 from utils.bindings import BitnetError, Model, Sampler
 from utils.server.engine import BatchEngine, StepEntry
+
+log = logging.getLogger("bitnet.server")
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,10 @@ Event = Delta | Finished | Failed
 
 class QueueFull(Exception):
     """All slots are busy and the waiting queue is full."""
+
+
+class Unavailable(Exception):
+    """The scheduler takes no requests: it is shutting down, or its thread stopped on a failure."""
 
 
 class Request:
@@ -169,6 +185,7 @@ class Scheduler:
         self._running: list[_Running] = []  # in admission order; changed under the lock
         self._free = list(range(engine.n_slots))  # heap: the lowest free slot goes first
         self._closing = False
+        self._failure: str | None = None  # why the thread stopped, when it failed
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
         self._recent: collections.deque[tuple[float, int, int]] = collections.deque()  # (t, prompt, gen)
@@ -178,6 +195,11 @@ class Scheduler:
     def n_ctx(self) -> int:
         """Tokens one request can hold, prompt included."""
         return self.engine.n_ctx
+
+    @property
+    def failure(self) -> str | None:
+        """None while the scheduler can run requests; else why its thread stopped."""
+        return self._failure
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="bitnet-scheduler", daemon=True)
@@ -197,16 +219,21 @@ class Scheduler:
             _emit(req, Failed("the server is shutting down"))
 
     def submit(self, req: Request) -> None:
-        """Queues req. Raises QueueFull when every slot is busy and queue_size requests wait, and
-        ValueError when its prompt does not fit in a slot's context."""
+        """Queues req. Raises QueueFull when n_slots + queue_size requests are already running or
+        waiting, Unavailable when the scheduler is closing or has failed, and ValueError when its
+        prompt does not fit in a slot's context."""
         if len(req.prompt) >= self.n_ctx:
             raise ValueError(f"prompt of {len(req.prompt)} tokens does not fit in a context of {self.n_ctx}")
         with self._lock:
+            if self._failure is not None:
+                raise Unavailable(f"the scheduler stopped: {self._failure}")
             if self._closing:
-                raise QueueFull("the server is shutting down")
-            if not self._free and len(self._pending) >= self.queue_size:
-                raise QueueFull(f"all {self.engine.n_slots} slots are busy and {len(self._pending)} "
-                                "requests are waiting")
+                raise Unavailable("the server is shutting down")
+            # Pending requests take the free slots first (at the next admission): what is left of
+            # the pending queue beyond them is what waits.
+            if len(self._running) + len(self._pending) >= self.engine.n_slots + self.queue_size:
+                raise QueueFull(f"all {self.engine.n_slots} slots are busy and the queue of {self.queue_size} "
+                                "waiting requests is full")
             self._pending.append(req)
             self._wake.notify()
 
@@ -239,6 +266,19 @@ class Scheduler:
     # ---- the scheduler thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # noqa: BLE001 - whatever it is, the requests must not hang
+            log.exception("the scheduler stopped")
+            with self._lock:
+                self._failure = f"{type(e).__name__}: {e}"
+                left = [r.req for r in self._running] + list(self._pending)
+                self._running, self._pending = [], collections.deque()
+            for req in left:
+                if not req.cancelled:
+                    _emit(req, Failed(f"the server failed ({self._failure}); see its log"))
+
+    def _loop(self) -> None:
         while True:
             with self._lock:
                 while not (self._closing or self._pending or self._running):
@@ -252,11 +292,18 @@ class Scheduler:
                 continue
             try:
                 logits = self.engine.step([e for _, e in batch])
-            except BitnetError as e:
+                n_prompt, n_gen = self._advance(batch, logits)
+            except Exception as e:  # noqa: BLE001 - fail this step's requests, serve the others
+                if isinstance(e, BitnetError):
+                    log.error("an engine step failed: %s", e)
+                    message = f"the engine failed: {e}"
+                else:
+                    log.exception("a scheduler step failed")
+                    message = f"the server failed ({type(e).__name__}: {e}); see its log"
                 for r, _ in batch:
-                    self._finish(r, Failed(f"the engine failed: {e}"))
+                    if r in self._running:  # not finished by the part of the step that ran
+                        self._finish(r, Failed(message))
                 continue
-            n_prompt, n_gen = self._advance(batch, logits)
             with self._lock:
                 self._steps += 1
                 self._prompt_total += n_prompt
@@ -276,7 +323,9 @@ class Scheduler:
             req = self._pending.popleft()
             try:
                 self._running.append(_Running(req, self._free[0]))
-            except BitnetError as e:  # sampler parameters the engine refuses
+            except Exception as e:  # noqa: BLE001 - sampler parameters the engine refuses, or worse
+                if not isinstance(e, BitnetError):
+                    log.exception("starting a request failed")
                 req.cancelled = True
                 _emit(req, Failed(str(e)))
                 continue
@@ -344,9 +393,10 @@ class Scheduler:
             cancelled = r.req.cancelled
             r.req.cancelled = True  # later cancel() calls are no-ops
             self._running.remove(r)
-            self._release(r.slot)
-        if not cancelled:
+        if not cancelled:  # before freeing the slot, which may fail and stop the loop
             _emit(r.req, event)
+        with self._lock:
+            self._release(r.slot)
 
     def _release(self, slot: int) -> None:
         self.engine.free(slot)

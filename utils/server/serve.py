@@ -9,6 +9,7 @@ stopping the server never hangs on a long generation.
 from __future__ import annotations
 
 import asyncio
+import copy
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from utils.bindings import Model, default_library_path
 from utils.common import BitnetError, build_dir, display_path
 from utils.server.app import ServerConfig, create_app, model_id
 from utils.server.engine import SlotEngine
+from utils.server.http import ConnectionLimits, limited_protocol
 from utils.server.scheduler import Scheduler
 
 
@@ -32,12 +34,24 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def uvicorn_config(app, host: str, port: int, limits: ConnectionLimits, log_level: str = "info") -> uvicorn.Config:
+    """uvicorn's settings for the app: the connection limits, and the server's own log lines
+    ("bitnet.server") printed like uvicorn's."""
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["bitnet"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, log_config=log_config,
+                          timeout_graceful_shutdown=5, http=limited_protocol(limits),
+                          h11_max_incomplete_event_size=limits.max_header_size)
+
+
 def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int, parallel: int,
           queue_size: int, batch_size: int, n_predict: int, temperature: float, system_prompt: str | None,
-          api_key: str | None, log_level: str = "info") -> None:
+          api_key: str | None, max_body_size: int = 4 << 20, body_timeout: float = 30.0,
+          limits: ConnectionLimits = ConnectionLimits(), log_level: str = "info") -> None:
     """Serves model_path on host:port until interrupted. ctx_size: tokens per slot (0: the model's
     training context); n_predict: default max_tokens (-1: none); batch_size: most prompt tokens per
-    engine step. Raises BitnetError when the engine is not built or the model cannot be loaded."""
+    engine step; max_body_size, body_timeout: a request body's bytes and seconds; limits: the
+    connections'. Raises BitnetError when the engine is not built or the model cannot be loaded."""
     lib = default_library_path()
     if not lib.is_file():
         raise BitnetError(f"the engine is not built ({display_path(lib)} is missing): run python setup_env.py")
@@ -53,11 +67,10 @@ def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int
     app = create_app(ServerConfig(model=model, model_path=model_path, scheduler=scheduler,
                                   default_max_tokens=None if n_predict < 0 else n_predict,
                                   default_temperature=temperature, system_prompt=system_prompt,
-                                  api_key=api_key))
+                                  api_key=api_key, max_body_size=max_body_size, body_timeout=body_timeout))
     click.echo(f"serving {model.desc} as '{model_id(model_path)}' on http://{host}:{port}/v1: {parallel} slots "
                f"of {engine.n_ctx} tokens, {threads} threads, engine {display_path(build_dir())}", err=True)
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5),
-                     scheduler)
+    server = _Server(uvicorn_config(app, host, port, limits, log_level), scheduler)
     scheduler.start()
     try:
         server.run()  # a port already in use: uvicorn logs it and exits with code 3
