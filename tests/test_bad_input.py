@@ -74,3 +74,30 @@ def test_missing_file(cli, tmp_path):
 
 def test_directory_instead_of_file(cli, tmp_path):
     gc.assert_one_line_error(run_cli(cli, tmp_path), str(tmp_path), "directory")
+
+
+# ---- tensor tables of absurd size -----------------------------------------------------------------
+
+def run_cli_small_ctx(cli: Path, model: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(cli), "-m", str(model), "-p", "hi", "-n", "1", "-c", "16"],
+                          capture_output=True, text=True, errors="replace", timeout=120)
+
+
+def test_aliased_tensor_table_refused(cli, tmp_path):
+    # 4096 blocks, ~45,000 tensor entries that all point at one data range: refused as soon as
+    # the table is read (it used to load, with a lookup that scanned the table for every tensor).
+    path = write(tmp_path, "alias", gc.deep_model(4096, alias=True).data)
+    gc.assert_one_line_error(run_cli_small_ctx(cli, path), "overlap", "token_embd.weight",
+                             str(path))
+
+
+def test_many_tiny_layers_load(cli, tmp_path):
+    # 4096 real blocks of dimension 8 (45,058 tensors): a legal file, bound with hash lookups.
+    path = write(tmp_path, "deep", gc.deep_model(4096).data)
+    r = run_cli_small_ctx(cli, path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_too_many_layers_refused(cli, tmp_path):
+    path = write(tmp_path, "too_deep", gc.deep_model(1, block_count=4097).data)
+    gc.assert_one_line_error(run_cli_small_ctx(cli, path), "block_count", "4097", str(path))

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace bitnet {
@@ -53,7 +54,8 @@ class GGUFFile {
 public:
     // Opens and validates `path`. Throws bitnet::Error with a one-line message on any problem:
     // missing file, wrong magic, unsupported version, truncation, a string or array longer than
-    // the file, an unknown tensor type, tensor data past the end of the file, overlapping names.
+    // the file, an unknown tensor type, tensor data past the end of the file, a key or tensor
+    // name that appears twice, two tensors whose data ranges overlap.
     static std::unique_ptr<GGUFFile> open(const std::string& path);
     ~GGUFFile();
     GGUFFile(const GGUFFile&) = delete;
@@ -67,7 +69,8 @@ public:
     const std::vector<GGUFKV>& kvs() const { return kvs_; }
     const std::vector<GGUFTensor>& tensors() const { return tensors_; }
 
-    // nullptr when absent.
+    // nullptr when absent. Hash lookups (O(1)), so binding a model's tensors is linear in their
+    // number whatever the file declares.
     const GGUFValue* find(const std::string& key) const;
     const GGUFTensor* find_tensor(const std::string& name) const;
 
@@ -88,6 +91,7 @@ public:
 private:
     GGUFFile() = default;
     void parse();
+    void check_no_overlap() const;
 
     std::string path_;
     int fd_ = -1;
@@ -97,6 +101,8 @@ private:
     size_t alignment_ = 32;
     std::vector<GGUFKV> kvs_;
     std::vector<GGUFTensor> tensors_;
+    std::unordered_map<std::string, size_t> kv_index_;      // key -> index in kvs_
+    std::unordered_map<std::string, size_t> tensor_index_;  // name -> index in tensors_
 };
 
 }  // namespace bitnet

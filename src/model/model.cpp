@@ -130,6 +130,8 @@ int get_hparam(const GGUFFile& f, const std::string& key, int64_t def = -1) {
     return (int)v;
 }
 
+constexpr int kMaxLayers = 4096;
+
 std::string human_count(uint64_t n) {
     if (n >= 1000000000ull) return strfmt("%.2fB", n / 1e9);
     if (n >= 1000000ull) return strfmt("%.1fM", n / 1e6);
@@ -163,7 +165,13 @@ std::unique_ptr<Model> model_load(const std::string& path) {
     hp.head_dim = get_hparam(f, p + "attention.key_length", n_rot);
     hp.norm_eps = (float)f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
     hp.rope_theta = (float)f.get_float(p + "rope.freq_base", 10000.0);
-    if (hp.n_head % hp.n_head_kv != 0 || hp.head_dim % 2 != 0 || hp.n_layer > 4096 ||
+    // No released model has more than a few hundred blocks; the bound keeps a crafted file from
+    // making the loader bind (and a context allocate for) millions of them.
+    if (hp.n_layer > kMaxLayers)
+        fail("%s: metadata '%sblock_count' = %d is more blocks than any model has (at most %d): "
+             "the file is corrupt",
+             path.c_str(), p.c_str(), hp.n_layer, kMaxLayers);
+    if (hp.n_head % hp.n_head_kv != 0 || hp.head_dim % 2 != 0 ||
         get_hparam(f, p + "attention.value_length", hp.head_dim) != hp.head_dim)
         fail("%s: inconsistent attention hyperparameters (heads %d, kv heads %d, head dim %d)",
              path.c_str(), hp.n_head, hp.n_head_kv, hp.head_dim);
