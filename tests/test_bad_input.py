@@ -101,3 +101,15 @@ def test_many_tiny_layers_load(cli, tmp_path):
 def test_too_many_layers_refused(cli, tmp_path):
     path = write(tmp_path, "too_deep", gc.deep_model(1, block_count=4097).data)
     gc.assert_one_line_error(run_cli_small_ctx(cli, path), "block_count", "4097", str(path))
+
+
+# ---- the C API given bad sizes ---------------------------------------------------------------------
+
+def test_c_api_sizes(engine_bin, tmp_path):
+    # tests/cpp/test_api.cpp: negative lengths, NULL buffers, seq_len + n past INT32_MAX, absurd
+    # n_threads, NaN logits; each an error value and a message, never a crash.
+    exe = Path(engine_bin) / "test_api"
+    assert exe.is_file(), f"{exe} was not built"
+    r = subprocess.run([str(exe), str(write(tmp_path, "good", gc.minimal_model().data))],
+                       capture_output=True, text=True, errors="replace", timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
