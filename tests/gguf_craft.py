@@ -335,3 +335,20 @@ def deep_model(n_layer: int, n_embd: int = 8, alias: bool = False,
             t = Tensor(name, shape, GGML_F32, b"", offset=0)
         tensors.append(t)
     return build(kvs + tokenizer_kvs(), tensors)
+
+
+def model_with_kv(key: str, vtype: int, value) -> Built:
+    """The minimal model with metadata entry `key` replaced (or added) by this value."""
+    kvs = [e for e in model_kvs() + tokenizer_kvs() if enc_str(key) != e[:8 + len(key.encode())]]
+    return build(kvs + [kv(key, vtype, value)], model_tensors())
+
+
+def minimal_model_unaligned() -> Built:
+    """The minimal model with general.alignment = 1 (legal) and its data section, so every F32
+    tensor, starting at an odd byte: a padding string in the metadata sets where the data starts."""
+    for pad in range(4):
+        kvs = [kv("general.alignment", U32, 1), kv("test.pad", STR, "x" * pad)]
+        b = build(kvs + model_kvs() + tokenizer_kvs(), model_tensors(), alignment=1)
+        if b.data_start % 4 == 1:
+            return b
+    raise AssertionError("no padding puts the data at an odd offset")

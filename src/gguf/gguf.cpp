@@ -357,6 +357,24 @@ void GGUFFile::parse() {
         t.data = base_ + begin;
     }
     check_no_overlap();
+    realign();
+}
+
+// The kernels read F32 data as float and the fp16 fields of F16, BF16 and the block types as
+// uint16_t, which needs data at a multiple of 4 (2) bytes; I2_S and TL are read as bytes (their
+// float trailer with memcpy). general.alignment may legally be 1, so a tensor can start at any
+// byte: such a tensor is copied once into memory of its own (8-byte aligned) rather than every
+// kernel and every reader of norm vectors and scales paying for unaligned loads. Files with the
+// default alignment (32) never need a copy.
+void GGUFFile::realign() {
+    for (GGUFTensor& t : tensors_) {
+        const bool bytes = t.type == TYPE_I2_S || t.type == TYPE_TL1 || t.type == TYPE_TL2;
+        const uintptr_t need = t.type == TYPE_F32 ? 4 : bytes ? 1 : 2;
+        if ((uintptr_t)t.data % need == 0) continue;
+        realigned_.emplace_back((t.nbytes + 7) / 8);
+        std::memcpy(realigned_.back().data(), t.data, t.nbytes);
+        t.data = (const uint8_t*)realigned_.back().data();
+    }
 }
 
 // Every tensor must own its bytes: a table whose entries alias one range would let a small file

@@ -45,7 +45,7 @@ struct GGUFTensor {
     int64_t ne[4] = {1, 1, 1, 1};  // ne[0] is the contiguous (row) dimension, as in ggml
     uint32_t type = 0;             // ggml type id (0 F32, 1 F16, 8 Q8_0, 36 I2_S, ...)
     uint64_t offset = 0;           // relative to the start of the data section
-    const uint8_t* data = nullptr; // into the mapping
+    const uint8_t* data = nullptr; // into the mapping, or a copy (see GGUFFile::realign)
     size_t nbytes = 0;             // size in the file, from the type table
     int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
@@ -92,6 +92,7 @@ private:
     GGUFFile() = default;
     void parse();
     void check_no_overlap() const;
+    void realign();
 
     std::string path_;
     int fd_ = -1;
@@ -103,6 +104,7 @@ private:
     std::vector<GGUFTensor> tensors_;
     std::unordered_map<std::string, size_t> kv_index_;      // key -> index in kvs_
     std::unordered_map<std::string, size_t> tensor_index_;  // name -> index in tensors_
+    std::vector<std::vector<uint64_t>> realigned_;          // copies of misaligned tensors
 };
 
 }  // namespace bitnet
