@@ -4,7 +4,8 @@
  *
  * Conventions: functions that can fail return NULL or a negative number and leave a one-line
  * message in bitnet_last_error() (per thread). Objects come in _new/_load and _free pairs.
- * Nothing here prints, except progress the caller asks for.
+ * Nothing here prints, except progress the caller asks for. Every length is checked: a negative
+ * length, or a NULL buffer with a positive length, is an error, never a read or write.
  */
 #ifndef BITNET_H
 #define BITNET_H
@@ -60,7 +61,8 @@ BITNET_API bitnet_token bitnet_token_eot(const bitnet_model* model);  /* -1 when
 BITNET_API int bitnet_token_is_eog(const bitnet_model* model, bitnet_token token);
 
 /* Tokenizes text[0..text_len). Returns the number of tokens written to out; when n_max is too
- * small, returns -(number needed) and writes nothing. INT32_MIN on error. add_bos: prepend BOS
+ * small, returns -(number needed) and writes nothing (out may be NULL when n_max is 0).
+ * INT32_MIN on error (also for a negative text_len or n_max). add_bos: prepend BOS
  * when the vocabulary asks for it. parse_special: match special tokens' text. */
 BITNET_API int32_t bitnet_tokenize(const bitnet_model* model, const char* text, int32_t text_len,
                                    bitnet_token* out, int32_t n_max, int add_bos,
@@ -85,7 +87,7 @@ BITNET_API int32_t bitnet_detokenize(const bitnet_model* model, const bitnet_tok
 typedef struct bitnet_context_params {
     int32_t n_ctx;     /* KV cache length in tokens, per sequence; 0 = the model's training context,
                         * at most 4096 (BITNET_DEFAULT_CTX_MAX) */
-    int32_t n_threads; /* 0 = all cores */
+    int32_t n_threads; /* 0 = all cores; at most 1024 */
     int32_t n_batch;   /* most tokens per forward pass; 0 = 512 */
     int32_t n_seq_max; /* sequence slots; 0 = 1. The KV cache takes n_seq_max times the memory */
     int32_t type_k;    /* KV cache type of the keys: BITNET_KV_F32 (default), BITNET_KV_F16, BITNET_KV_Q8_0 */
@@ -119,7 +121,8 @@ BITNET_API void bitnet_context_truncate(bitnet_context* ctx, int32_t n_keep);
 BITNET_API int bitnet_decode(bitnet_context* ctx, const bitnet_token* tokens, int32_t n,
                              int logits_all);
 /* Logits (n_vocab floats) of token i of the last decode call (bitnet_decode or
- * bitnet_decode_batch); i = -1 is the last token. NULL when that token's logits were not kept.
+ * bitnet_decode_batch); i = -1 is the last token. NULL when that token's logits were not kept
+ * (or i < -1).
  * Valid until the next decode or truncate call. */
 BITNET_API const float* bitnet_get_logits(bitnet_context* ctx, int32_t i);
 
@@ -168,7 +171,9 @@ BITNET_API void bitnet_sampler_free(bitnet_sampler* sampler);
 /* Records a token (prompt or generated) for the repetition penalty. */
 BITNET_API void bitnet_sampler_accept(bitnet_sampler* sampler, bitnet_token token);
 BITNET_API void bitnet_sampler_reset(bitnet_sampler* sampler);
-/* Picks the next token from logits[0..n_vocab) (not modified). Does not accept it. */
+/* Picks the next token from logits[0..n_vocab) (not modified). Does not accept it. NaN logits
+ * count as -inf; when no logit is finite, the first largest one is taken. -1 (and
+ * bitnet_last_error) when logits is NULL or n_vocab <= 0. */
 BITNET_API bitnet_token bitnet_sampler_sample(bitnet_sampler* sampler, const float* logits,
                                               int32_t n_vocab);
 

@@ -281,6 +281,8 @@ def corrupt_cases() -> dict[str, tuple[bytes, str]]:
                                                     lie_offset=2**40)).data, "truncated"),
         "offset_wraps": (build(kvs, _with_tensor(tensors, "blk.0.attn_q.weight",
                                                  lie_offset=2**64 - 32)).data, "2^64"),
+        "overlapping_tensors": (build(kvs, _with_tensor(tensors, "blk.0.attn_k.weight",
+                                                        lie_offset=0)).data, "overlap"),
         "misaligned_offset": (build(kvs, _with_tensor(tensors, "blk.0.attn_q.weight",
                                                       lie_offset=4)).data, "alignment"),
         "tq2_k_not_multiple_of_256": (
@@ -302,3 +304,51 @@ def assert_one_line_error(r: subprocess.CompletedProcess, *words: str):
     assert "error" in lines[0].lower(), lines[0]
     for w in words:
         assert w in lines[0], f"{w!r} not in {lines[0]!r}"
+
+
+# ---- deep models: many layers of tiny dimensions -------------------------------------------------
+
+def deep_model(n_layer: int, n_embd: int = 8, alias: bool = False,
+               block_count: int | None = None) -> Built:
+    """A bitnet-b1.58 model of `n_layer` blocks with n_embd = n_ff = head_dim = `n_embd` (one head)
+    and F32 weights: 11 tensors per block, so 4096 blocks make ~45,000 tensor entries. With
+    `alias` every tensor points at the data of token_embd (offset 0, which is as large as the
+    largest of them): a small file with the tensor table of a model many times its size.
+    `block_count` overrides the declared number of blocks."""
+    rng = np.random.default_rng(1)
+    p = ARCH + "."
+    kvs = [kv("general.architecture", STR, ARCH), kv(p + "context_length", U32, 16),
+           kv(p + "embedding_length", U32, n_embd), kv(p + "block_count", U32, block_count or n_layer),
+           kv(p + "feed_forward_length", U32, n_embd), kv(p + "rope.dimension_count", U32, n_embd),
+           kv(p + "attention.head_count", U32, 1), kv(p + "attention.head_count_kv", U32, 1)]
+    names = [("attn_norm", 1), ("attn_q", 2), ("attn_k", 2), ("attn_v", 2), ("attn_output", 2),
+             ("attn_sub_norm", 1), ("ffn_norm", 1), ("ffn_gate", 2), ("ffn_up", 2),
+             ("ffn_down", 2), ("ffn_sub_norm", 1)]
+    shapes = [("output_norm.weight", (n_embd,))]
+    for i in range(n_layer):
+        shapes += [(f"blk.{i}.{n}.weight", (n_embd,) if d == 1 else (n_embd, n_embd))
+                   for n, d in names]
+    tensors = [f32_tensor("token_embd.weight", (n_embd, N_VOCAB), rng)]
+    for name, shape in shapes:
+        t = f32_tensor(name, shape, rng)
+        if alias:
+            t = Tensor(name, shape, GGML_F32, b"", offset=0)
+        tensors.append(t)
+    return build(kvs + tokenizer_kvs(), tensors)
+
+
+def model_with_kv(key: str, vtype: int, value) -> Built:
+    """The minimal model with metadata entry `key` replaced (or added) by this value."""
+    kvs = [e for e in model_kvs() + tokenizer_kvs() if enc_str(key) != e[:8 + len(key.encode())]]
+    return build(kvs + [kv(key, vtype, value)], model_tensors())
+
+
+def minimal_model_unaligned() -> Built:
+    """The minimal model with general.alignment = 1 (legal) and its data section, so every F32
+    tensor, starting at an odd byte: a padding string in the metadata sets where the data starts."""
+    for pad in range(4):
+        kvs = [kv("general.alignment", U32, 1), kv("test.pad", STR, "x" * pad)]
+        b = build(kvs + model_kvs() + tokenizer_kvs(), model_tensors(), alignment=1)
+        if b.data_start % 4 == 1:
+            return b
+    raise AssertionError("no padding puts the data at an odd offset")

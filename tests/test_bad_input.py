@@ -74,3 +74,101 @@ def test_missing_file(cli, tmp_path):
 
 def test_directory_instead_of_file(cli, tmp_path):
     gc.assert_one_line_error(run_cli(cli, tmp_path), str(tmp_path), "directory")
+
+
+# ---- tensor tables of absurd size -----------------------------------------------------------------
+
+def run_cli_small_ctx(cli: Path, model: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(cli), "-m", str(model), "-p", "hi", "-n", "1", "-c", "16"],
+                          capture_output=True, text=True, errors="replace", timeout=120)
+
+
+def test_aliased_tensor_table_refused(cli, tmp_path):
+    # 4096 blocks, ~45,000 tensor entries that all point at one data range: refused as soon as
+    # the table is read (it used to load, with a lookup that scanned the table for every tensor).
+    path = write(tmp_path, "alias", gc.deep_model(4096, alias=True).data)
+    gc.assert_one_line_error(run_cli_small_ctx(cli, path), "overlap", "token_embd.weight",
+                             str(path))
+
+
+def test_many_tiny_layers_load(cli, tmp_path):
+    # 4096 real blocks of dimension 8 (45,058 tensors): a legal file, bound with hash lookups.
+    path = write(tmp_path, "deep", gc.deep_model(4096).data)
+    r = run_cli_small_ctx(cli, path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_too_many_layers_refused(cli, tmp_path):
+    path = write(tmp_path, "too_deep", gc.deep_model(1, block_count=4097).data)
+    gc.assert_one_line_error(run_cli_small_ctx(cli, path), "block_count", "4097", str(path))
+
+
+# ---- the C API given bad sizes ---------------------------------------------------------------------
+
+def test_c_api_sizes(engine_bin, tmp_path):
+    # tests/cpp/test_api.cpp: negative lengths, NULL buffers, seq_len + n past INT32_MAX, absurd
+    # n_threads, NaN logits; each an error value and a message, never a crash.
+    exe = Path(engine_bin) / "test_api"
+    assert exe.is_file(), f"{exe} was not built"
+    r = subprocess.run([str(exe), str(write(tmp_path, "good", gc.minimal_model().data))],
+                       capture_output=True, text=True, errors="replace", timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+# ---- hyperparameters and special tokens the loader must refuse -------------------------------------
+
+@pytest.mark.parametrize("key,vtype,value", [
+    ("attention.layer_norm_rms_epsilon", gc.F32, float("nan")),
+    ("attention.layer_norm_rms_epsilon", gc.F32, float("inf")),
+    ("attention.layer_norm_rms_epsilon", gc.F32, -1e-5),
+    ("rope.freq_base", gc.F32, 0.0),
+    ("rope.freq_base", gc.F32, -10000.0),
+    ("rope.freq_base", gc.F32, float("nan")),
+    ("rope.freq_base", gc.F64, 1e300),  # beyond float: converting it would be undefined
+    ("rope.freq_base", gc.F64, 1e-300),  # rounds to 0 as a float
+])
+def test_bad_float_hparam(cli, tmp_path, key, vtype, value):
+    path = write(tmp_path, "hparam", gc.model_with_kv(f"{gc.ARCH}.{key}", vtype, value).data)
+    gc.assert_one_line_error(run_cli(cli, path), key, "out of range", str(path))
+
+
+@pytest.mark.parametrize("key,vtype,value", [
+    ("tokenizer.ggml.bos_token_id", gc.U64, 2**32 + 5),  # was truncated to token 5
+    ("tokenizer.ggml.eos_token_id", gc.I64, -2**32 + 5),
+    ("tokenizer.ggml.eot_token_id", gc.U32, gc.N_VOCAB),
+    ("tokenizer.ggml.padding_token_id", gc.I32, -2),
+])
+def test_bad_special_token_id(cli, tmp_path, key, vtype, value):
+    path = write(tmp_path, "special", gc.model_with_kv(key, vtype, value).data)
+    gc.assert_one_line_error(run_cli(cli, path), key, str(value), "vocabulary", str(path))
+
+
+def test_token_type_beyond_32_bits(cli, tmp_path):
+    types = [1] * (gc.N_VOCAB - 2) + [3, 2**32 + 3]  # was truncated to type 3
+    path = tmp_path / "types.gguf"
+    kvs = [e for e in gc.model_kvs() + gc.tokenizer_kvs() if b"token_type" not in e[:40]]
+    kvs.append(gc.kv("tokenizer.ggml.token_type", gc.ARR, types, elem=gc.I64))
+    path.write_bytes(gc.build(kvs, gc.model_tensors()).data)
+    gc.assert_one_line_error(run_cli(cli, path), "token_type", str(2**32 + 3), str(path))
+
+
+# ---- alignment 1: tensors at odd addresses ---------------------------------------------------------
+
+@pytest.mark.parametrize("isa", ["scalar", "native"])
+def test_alignment_1_runs_like_aligned(cli, tmp_path, isa):
+    # general.alignment = 1 is legal; the F32 tensors then start at odd bytes. The sanitizer build
+    # checks that no float is loaded from there; both files must give the same tokens.
+    import os
+    env = dict(os.environ)
+    if isa == "scalar":
+        env["BITNET_ISA"] = "scalar"
+    else:
+        env.pop("BITNET_ISA", None)
+    outs = []
+    for name, built in [("aligned", gc.minimal_model()), ("odd", gc.minimal_model_unaligned())]:
+        path = write(tmp_path, name, built.data)
+        r = subprocess.run([str(cli), "-m", str(path), "-p", "hi", "-n", "4", "--temp", "0"],
+                           capture_output=True, text=True, errors="replace", timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout)
+    assert outs[0] == outs[1]

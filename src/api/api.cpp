@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -46,6 +47,16 @@ int32_t logits_row(const bitnet::Context& c, int32_t i) {
     return it != c.logits_tok.end() && *it == i ? (int32_t)(it - c.logits_tok.begin()) : -1;
 }
 
+// Most worker threads a context may ask for: far above any CPU this runs on, low enough that a
+// garbage n_threads is an error instead of an attempt to start billions of threads.
+constexpr int32_t kMaxThreads = 1024;
+
+// Fails unless buf can take len bytes (or ints): len >= 0, and buf given when len > 0.
+void check_buffer(const void* buf, int32_t len, const char* fn, const char* what) {
+    if (len < 0) bitnet::fail("%s: %s length %d is negative", fn, what, len);
+    if (len > 0 && !buf) bitnet::fail("%s: %s is NULL but its length is %d", fn, what, len);
+}
+
 // True for a sequence id of ctx; otherwise false, with the reason in bitnet_last_error().
 bool seq_valid(const bitnet_context* ctx, int32_t seq) {
     if (seq >= 0 && seq < ctx->c->n_seq) return true;
@@ -82,6 +93,7 @@ uint64_t bitnet_model_size(const bitnet_model* model) { return model->m->n_bytes
 const char* bitnet_model_desc(const bitnet_model* model) { return model->m->desc.c_str(); }
 
 const char* bitnet_model_meta_str(const bitnet_model* model, const char* key) {
+    if (!key) return nullptr;
     const bitnet::GGUFValue* v = model->m->file->find(key);
     if (!v || v->type != bitnet::GGUFValueType::STRING) return nullptr;
     return v->s.c_str();
@@ -97,9 +109,10 @@ int bitnet_token_is_eog(const bitnet_model* model, bitnet_token token) {
 int32_t bitnet_tokenize(const bitnet_model* model, const char* text, int32_t text_len,
                         bitnet_token* out, int32_t n_max, int add_bos, int parse_special) {
     return guarded<>((int32_t)INT32_MIN, [&]() -> int32_t {
-        if (text_len < 0) bitnet::fail("negative text length");
+        check_buffer(text, text_len, "bitnet_tokenize", "the text");
+        check_buffer(out, n_max, "bitnet_tokenize", "the output buffer");
         std::vector<int32_t> ids = model->m->tokenizer->encode(
-            std::string(text, (size_t)text_len), add_bos != 0, parse_special != 0);
+            text_len > 0 ? std::string(text, (size_t)text_len) : std::string(), add_bos != 0, parse_special != 0);
         if ((int64_t)ids.size() > INT32_MAX) bitnet::fail("text too long");
         const int32_t n = (int32_t)ids.size();
         if (n > n_max) return -n;
@@ -111,7 +124,9 @@ int32_t bitnet_tokenize(const bitnet_model* model, const char* text, int32_t tex
 int32_t bitnet_token_to_piece(const bitnet_model* model, bitnet_token token, char* buf,
                               int32_t len) {
     return guarded<>((int32_t)INT32_MIN, [&]() -> int32_t {
+        check_buffer(buf, len, "bitnet_token_to_piece", "the buffer");
         const std::string p = model->m->tokenizer->token_to_piece(token);
+        if (p.size() > (size_t)INT32_MAX) bitnet::fail("bitnet_token_to_piece: piece too long");
         const int32_t n = (int32_t)p.size();
         if (n > len) return -n;
         std::memcpy(buf, p.data(), p.size());
@@ -123,6 +138,7 @@ int32_t bitnet_detokenize(const bitnet_model* model, const bitnet_token* ids, in
                           int32_t len) {
     return guarded<>((int32_t)INT32_MIN, [&]() -> int32_t {
         if (n < 0 || (n > 0 && !ids)) bitnet::fail("bitnet_detokenize: no token ids");
+        check_buffer(buf, len, "bitnet_detokenize", "the buffer");
         const std::string text = model->m->tokenizer->decode(std::vector<int32_t>(ids, ids + n));
         if (text.size() > (size_t)INT32_MAX) bitnet::fail("bitnet_detokenize: text too long");
         const int32_t size = (int32_t)text.size();
@@ -149,6 +165,8 @@ bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_context_params pa
         if (!model) bitnet::fail("no model");
         if (params.n_ctx < 0 || params.n_threads < 0 || params.n_batch < 0 || params.n_seq_max < 0)
             bitnet::fail("context parameters must not be negative");
+        if (params.n_threads > kMaxThreads)
+            bitnet::fail("n_threads = %d is too many (at most %d)", params.n_threads, kMaxThreads);
         bitnet::kernels();  // surface a bad BITNET_ISA here, not in the middle of a decode
         return new bitnet_context{bitnet::context_new(model->m.get(), params.n_ctx,
                                                       params.n_threads, params.n_batch,
@@ -172,8 +190,9 @@ void bitnet_context_truncate(bitnet_context* ctx, int32_t n_keep) {
 int bitnet_decode(bitnet_context* ctx, const bitnet_token* tokens, int32_t n, int logits_all) {
     return guarded<>(-1, [&] {
         bitnet::Context& c = *ctx->c;
-        if (n <= 0) bitnet::fail("bitnet_decode: no tokens");
-        if (c.seq_len[0] + n > c.n_ctx)
+        if (n <= 0 || !tokens) bitnet::fail("bitnet_decode: no tokens");
+        // n > room, not seq_len + n > n_ctx: the sum overflows int32 for n near INT32_MAX.
+        if (n > c.n_ctx - c.seq_len[0])
             bitnet::fail("the context is full: %d tokens cached + %d new > context size %d; "
                          "use a larger -c or a shorter prompt",
                          c.seq_len[0], n, c.n_ctx);
@@ -199,7 +218,7 @@ int bitnet_decode(bitnet_context* ctx, const bitnet_token* tokens, int32_t n, in
 
 const float* bitnet_get_logits(bitnet_context* ctx, int32_t i) {
     const bitnet::Context& c = *ctx->c;
-    const int32_t row = logits_row(c, i < 0 ? c.n_decoded - 1 : i);
+    const int32_t row = i >= -1 ? logits_row(c, i == -1 ? c.n_decoded - 1 : i) : -1;
     if (row < 0) {
         g_last_error = "no logits kept for that token";
         return nullptr;
@@ -274,6 +293,10 @@ bitnet_sampler_params bitnet_sampler_default_params(void) {
 
 bitnet_sampler* bitnet_sampler_new(const bitnet_sampler_params* params) {
     return guarded<>((bitnet_sampler*)nullptr, [&] {
+        if (!params) bitnet::fail("bitnet_sampler_new: no parameters");
+        if (std::isnan(params->temperature) || std::isnan(params->top_p) ||
+            std::isnan(params->min_p))
+            bitnet::fail("sampler parameters must not be NaN");
         bitnet::SamplerParams p;
         p.temperature = params->temperature;
         p.top_k = params->top_k;
@@ -291,7 +314,11 @@ void bitnet_sampler_free(bitnet_sampler* sampler) { delete sampler; }
 void bitnet_sampler_accept(bitnet_sampler* sampler, bitnet_token token) { sampler->s.accept(token); }
 void bitnet_sampler_reset(bitnet_sampler* sampler) { sampler->s.reset(); }
 bitnet_token bitnet_sampler_sample(bitnet_sampler* sampler, const float* logits, int32_t n_vocab) {
-    return sampler->s.sample(logits, n_vocab);
+    return guarded<>((bitnet_token)-1, [&] {
+        if (!logits || n_vocab <= 0)
+            bitnet::fail("bitnet_sampler_sample: no logits (n_vocab = %d)", n_vocab);
+        return sampler->s.sample(logits, n_vocab);
+    });
 }
 
 const char* bitnet_chat_template_names(void) { return bitnet::chat_family_names(); }

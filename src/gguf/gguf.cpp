@@ -10,7 +10,8 @@
 // Nothing in the file is trusted: every read is bounds-checked by Cursor, every count or length is
 // compared with the bytes left before anything is allocated for it (a count of 2^60 in a 1 KB file
 // fails at once instead of reserving memory), and every tensor's byte range is checked to lie
-// inside the file. All failures are one-line bitnet::Errors that start with the file's path.
+// inside the file and to overlap no other tensor's. All failures are one-line bitnet::Errors that
+// start with the file's path.
 #include "gguf/gguf.h"
 
 #include <fcntl.h>
@@ -18,9 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <unordered_set>
+#include <numeric>
 
 #include "kernels/kernels.h"
 #include "util/common.h"
@@ -272,13 +274,13 @@ void GGUFFile::parse() {
 
     // ---- metadata -----------------------------------------------------------------------------
     kvs_.reserve((size_t)n_kv);
-    std::unordered_set<std::string> seen;
+    kv_index_.reserve((size_t)n_kv);
     for (uint64_t k = 0; k < n_kv; k++) {
         c.ctx = strfmt("the key of metadata entry %llu", (unsigned long long)k);
         GGUFKV kv;
         kv.key = c.read_str();
         c.ctx = strfmt("the value of key '%s'", kv.key.c_str());
-        if (!seen.insert(kv.key).second)
+        if (!kv_index_.emplace(kv.key, kvs_.size()).second)
             fail("%s: metadata key '%s' appears twice: the file is corrupt", path, kv.key.c_str());
         const uint32_t t = c.read<uint32_t>();
         if (!is_known_type(t))
@@ -300,14 +302,14 @@ void GGUFFile::parse() {
 
     // ---- tensor infos -------------------------------------------------------------------------
     tensors_.reserve((size_t)n_tensors);
-    seen.clear();
+    tensor_index_.reserve((size_t)n_tensors);
     for (uint64_t ti = 0; ti < n_tensors; ti++) {
         c.ctx = strfmt("the name of tensor info %llu", (unsigned long long)ti);
         GGUFTensor t;
         t.name = c.read_str();
         const std::string what = strfmt("%s: tensor '%s'", path, t.name.c_str());
         c.ctx = strfmt("the info of tensor '%s'", t.name.c_str());
-        if (!seen.insert(t.name).second)
+        if (!tensor_index_.emplace(t.name, tensors_.size()).second)
             fail("%s appears twice in the tensor table: the file is corrupt", what.c_str());
         t.n_dims = c.read<uint32_t>();
         if (t.n_dims < 1 || t.n_dims > GGUF_MAX_DIMS)
@@ -354,20 +356,62 @@ void GGUFFile::parse() {
         const uint64_t begin = data_start + t.offset;  // checked above: begin + nbytes <= size_
         t.data = base_ + begin;
     }
+    check_no_overlap();
+    realign();
+}
+
+// The kernels read F32 data as float and the fp16 fields of F16, BF16 and the block types as
+// uint16_t, which needs data at a multiple of 4 (2) bytes; I2_S and TL are read as bytes (their
+// float trailer with memcpy). general.alignment may legally be 1, so a tensor can start at any
+// byte: such a tensor is copied once into memory of its own (8-byte aligned) rather than every
+// kernel and every reader of norm vectors and scales paying for unaligned loads. Files with the
+// default alignment (32) never need a copy.
+void GGUFFile::realign() {
+    for (GGUFTensor& t : tensors_) {
+        const bool bytes = t.type == TYPE_I2_S || t.type == TYPE_TL1 || t.type == TYPE_TL2;
+        const uintptr_t need = t.type == TYPE_F32 ? 4 : bytes ? 1 : 2;
+        if ((uintptr_t)t.data % need == 0) continue;
+        realigned_.emplace_back((t.nbytes + 7) / 8);
+        std::memcpy(realigned_.back().data(), t.data, t.nbytes);
+        t.data = (const uint8_t*)realigned_.back().data();
+    }
+}
+
+// Every tensor must own its bytes: a table whose entries alias one range would let a small file
+// stand for a model many times its size (and no converter writes one). Sorted by offset, each
+// range must start at or after the furthest end seen so far; O(n log n).
+void GGUFFile::check_no_overlap() const {
+    std::vector<size_t> order(tensors_.size());
+    std::iota(order.begin(), order.end(), size_t(0));
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return tensors_[a].offset < tensors_[b].offset ||
+               (tensors_[a].offset == tensors_[b].offset && a < b);
+    });
+    size_t prev = 0;  // the tensor with the furthest end so far
+    for (size_t j = 1; j < order.size(); ++j) {
+        const GGUFTensor& p = tensors_[order[prev]];
+        const GGUFTensor& t = tensors_[order[j]];
+        const uint64_t p_end = p.offset + p.nbytes;  // both inside the file: no overflow
+        if (t.offset < p_end)
+            fail("%s: tensors '%s' (data bytes %llu..%llu) and '%s' (bytes %llu..%llu) overlap: "
+                 "each tensor needs its own data; the file is corrupt",
+                 path_.c_str(), p.name.c_str(), (unsigned long long)p.offset,
+                 (unsigned long long)p_end, t.name.c_str(), (unsigned long long)t.offset,
+                 (unsigned long long)(t.offset + t.nbytes));
+        if (t.offset + t.nbytes > p_end) prev = j;
+    }
 }
 
 // ---- lookups and typed getters ------------------------------------------------------------------
 
 const GGUFValue* GGUFFile::find(const std::string& key) const {
-    for (const GGUFKV& kv : kvs_)
-        if (kv.key == key) return &kv.value;
-    return nullptr;
+    const auto it = kv_index_.find(key);
+    return it == kv_index_.end() ? nullptr : &kvs_[it->second].value;
 }
 
 const GGUFTensor* GGUFFile::find_tensor(const std::string& name) const {
-    for (const GGUFTensor& t : tensors_)
-        if (t.name == name) return &t;
-    return nullptr;
+    const auto it = tensor_index_.find(name);
+    return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace bitnet {
@@ -44,7 +45,7 @@ struct GGUFTensor {
     int64_t ne[4] = {1, 1, 1, 1};  // ne[0] is the contiguous (row) dimension, as in ggml
     uint32_t type = 0;             // ggml type id (0 F32, 1 F16, 8 Q8_0, 36 I2_S, ...)
     uint64_t offset = 0;           // relative to the start of the data section
-    const uint8_t* data = nullptr; // into the mapping
+    const uint8_t* data = nullptr; // into the mapping, or a copy (see GGUFFile::realign)
     size_t nbytes = 0;             // size in the file, from the type table
     int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
@@ -53,7 +54,8 @@ class GGUFFile {
 public:
     // Opens and validates `path`. Throws bitnet::Error with a one-line message on any problem:
     // missing file, wrong magic, unsupported version, truncation, a string or array longer than
-    // the file, an unknown tensor type, tensor data past the end of the file, overlapping names.
+    // the file, an unknown tensor type, tensor data past the end of the file, a key or tensor
+    // name that appears twice, two tensors whose data ranges overlap.
     static std::unique_ptr<GGUFFile> open(const std::string& path);
     ~GGUFFile();
     GGUFFile(const GGUFFile&) = delete;
@@ -67,7 +69,8 @@ public:
     const std::vector<GGUFKV>& kvs() const { return kvs_; }
     const std::vector<GGUFTensor>& tensors() const { return tensors_; }
 
-    // nullptr when absent.
+    // nullptr when absent. Hash lookups (O(1)), so binding a model's tensors is linear in their
+    // number whatever the file declares.
     const GGUFValue* find(const std::string& key) const;
     const GGUFTensor* find_tensor(const std::string& name) const;
 
@@ -88,6 +91,8 @@ public:
 private:
     GGUFFile() = default;
     void parse();
+    void check_no_overlap() const;
+    void realign();
 
     std::string path_;
     int fd_ = -1;
@@ -97,6 +102,9 @@ private:
     size_t alignment_ = 32;
     std::vector<GGUFKV> kvs_;
     std::vector<GGUFTensor> tensors_;
+    std::unordered_map<std::string, size_t> kv_index_;      // key -> index in kvs_
+    std::unordered_map<std::string, size_t> tensor_index_;  // name -> index in tensors_
+    std::vector<std::vector<uint64_t>> realigned_;          // copies of misaligned tensors
 };
 
 }  // namespace bitnet

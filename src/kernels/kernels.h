@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,11 @@ void dequantize_row(uint32_t type, const void* data, int64_t k, int64_t row, flo
 // torch evaluates `127 / t` as t.reciprocal() * 127 (two roundings), so s is computed as
 // (1 / max) * 127: a single division differs from torch in about a quarter of the rows.
 // Writes q[0..k), *scale = s and *qsum = Σ q (used to undo the +1 offset of I2_S codes).
+// A row holding a NaN or an infinity (a broken model, or activations that overflowed) has no
+// absmax to scale by: it quantizes to q = 0, qsum = 0 and *scale = 0, so every product of the
+// token comes out 0 / 0 = NaN downstream, as in a float model, instead of an arbitrary integer.
+// Every variant detects it the same way (the largest |x| bit pattern, compared as an integer:
+// above 0x7f7fffff, the largest finite float, means inf or NaN); finite rows are unaffected.
 using quantize_act_fn = void (*)(const float* x, int64_t k, int8_t* q, float* scale, int32_t* qsum);
 
 // Raw I2_S products for rows [m0, m1) of a packed M x K matrix W (K/4 bytes per row, K a
@@ -86,6 +92,22 @@ using f32_gemm_fn = void (*)(const float* W, int64_t K, const float* X, int64_t 
                              float* Y, int64_t ldy, int64_t m0, int64_t m1);
 using f16_gemm_fn = void (*)(const uint16_t* W, int64_t K, const float* X, int64_t ldx, int64_t N,
                              float* Y, int64_t ldy, int64_t m0, int64_t m1);
+
+// Float bit patterns, for the quantizers' finite check. Internal linkage on purpose, as in
+// x86/simd_x86.h: a file built with AVX-512 flags must not lend its copy to the others.
+namespace {
+constexpr uint32_t kMaxFiniteBits = 0x7f7fffffu;  // |x| patterns above FLT_MAX's are inf or NaN
+inline uint32_t float_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+inline float float_from_bits(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+}  // namespace
 
 struct KernelSet {
     const char* isa;  // "scalar", "avx2", "avx512vnni", "neon", "neon-dotprod"

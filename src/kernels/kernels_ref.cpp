@@ -25,7 +25,17 @@ inline float act_scale(float amax) { return (1.0f / std::max(amax, 1e-5f)) * 127
 void quantize_act_ref(const float* x, int64_t k, int8_t* q, float* scale, int32_t* qsum) {
     BITNET_ASSERT(k >= 1);
     float amax = 0.0f;
-    for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
+    bool finite = true;
+    for (int64_t i = 0; i < k; ++i) {
+        finite &= std::isfinite(x[i]);
+        amax = std::max(amax, std::fabs(x[i]));
+    }
+    if (!finite) {  // see kernels.h: no scale for a row that is not all numbers
+        std::fill(q, q + k, (int8_t)0);
+        *scale = 0.0f;
+        *qsum = 0;
+        return;
+    }
     const float s = act_scale(amax);
     int32_t sum = 0;
     for (int64_t i = 0; i < k; ++i) {

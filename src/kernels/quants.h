@@ -110,6 +110,8 @@ inline int tq1_0_code(const block_tq1_0& x, int i) {
 
 // Activations of N tokens quantized per block of `bs` values (32: "q8_0", 256: "q8_K"):
 //   d = absmax / 127, q = rint(x / d) (so |q| <= 127), x ≈ q * d.
+// A block holding a NaN or an infinity gets q = 0 and d = NaN, so the products it feeds come out
+// NaN, as in a float model (never a NaN converted to int8, which is undefined behaviour).
 // bsum holds sums of 16 consecutive q (only filled for bs = 256: Q6_K's -32 offset needs them).
 struct ActBlocks {
     std::vector<int8_t> q;      // (n, k)

@@ -42,12 +42,28 @@ void act_blocks_quantize_row(const float* x, ActBlocks& a, int64_t row) {
     for (int64_t b = 0; b < nb; ++b) {
         const float* xb = x + b * bs;
         float amax = 0.0f;
-        for (int64_t i = 0; i < bs; ++i) amax = std::max(amax, std::fabs(xb[i]));
+        bool finite = true;
+        for (int64_t i = 0; i < bs; ++i) {
+            finite &= std::isfinite(xb[i]);
+            amax = std::max(amax, std::fabs(xb[i]));
+        }
+        if (!finite) {  // see quants.h: no scale for a block that is not all numbers
+            std::fill(q + b * bs, q + (b + 1) * bs, (int8_t)0);
+            d[b] = NAN;
+            continue;
+        }
         // As llama.cpp's q8_0: d = amax/127 and multiply by its inverse; x*id never exceeds
-        // 127 by more than a rounding, so the rounded value fits int8 without a clamp.
+        // 127 by more than a rounding, so the rounded value fits int8 without a clamp. Below
+        // amax ~ 3.7e-37 the inverse overflows to inf (llama.cpp then converts inf or NaN to
+        // int8, undefined): those blocks divide by d instead, |x / d| <= 127 + a rounding.
         const float db = amax / 127.0f;
         const float id = db != 0.0f ? 1.0f / db : 0.0f;
-        for (int64_t i = 0; i < bs; ++i) q[b * bs + i] = (int8_t)std::nearbyint(xb[i] * id);
+        if (std::isinf(id)) {
+            for (int64_t i = 0; i < bs; ++i)
+                q[b * bs + i] = (int8_t)std::min(127.0f, std::max(-127.0f, std::nearbyint(xb[i] / db)));
+        } else {
+            for (int64_t i = 0; i < bs; ++i) q[b * bs + i] = (int8_t)std::nearbyint(xb[i] * id);
+        }
         d[b] = db;
     }
     if (bs == QK_K) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -130,6 +131,20 @@ int get_hparam(const GGUFFile& f, const std::string& key, int64_t def = -1) {
     return (int)v;
 }
 
+constexpr int kMaxLayers = 4096;
+
+// A float hyperparameter: finite, within float range (converting a larger double to float is
+// undefined), and > 0 (>= 0 with zero_ok). A NaN epsilon or a RoPE base <= 0 would otherwise turn
+// every activation into NaN without a word.
+float get_float_hparam(const GGUFFile& f, const std::string& key, double def, bool zero_ok) {
+    const double v = f.get_float(key, def);
+    // v > FLT_MAX is tested first: only then may it be converted; a tiny v rounds to 0.0f.
+    if (!std::isfinite(v) || v > FLT_MAX || v < 0.0 || ((float)v == 0.0f && !zero_ok))
+        fail("%s: metadata '%s' = %g is out of range (expected a finite number %s 0)",
+             f.path().c_str(), key.c_str(), v, zero_ok ? ">=" : ">");
+    return (float)v;
+}
+
 std::string human_count(uint64_t n) {
     if (n >= 1000000000ull) return strfmt("%.2fB", n / 1e9);
     if (n >= 1000000ull) return strfmt("%.1fM", n / 1e6);
@@ -161,9 +176,15 @@ std::unique_ptr<Model> model_load(const std::string& path) {
     // with an explicit head_dim), else the rotary dimension, else n_embd / n_head.
     const int n_rot = get_hparam(f, p + "rope.dimension_count", hp.n_embd / hp.n_head);
     hp.head_dim = get_hparam(f, p + "attention.key_length", n_rot);
-    hp.norm_eps = (float)f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5);
-    hp.rope_theta = (float)f.get_float(p + "rope.freq_base", 10000.0);
-    if (hp.n_head % hp.n_head_kv != 0 || hp.head_dim % 2 != 0 || hp.n_layer > 4096 ||
+    hp.norm_eps = get_float_hparam(f, p + "attention.layer_norm_rms_epsilon", 1e-5, true);
+    hp.rope_theta = get_float_hparam(f, p + "rope.freq_base", 10000.0, false);
+    // No released model has more than a few hundred blocks; the bound keeps a crafted file from
+    // making the loader bind (and a context allocate for) millions of them.
+    if (hp.n_layer > kMaxLayers)
+        fail("%s: metadata '%sblock_count' = %d is more blocks than any model has (at most %d): "
+             "the file is corrupt",
+             path.c_str(), p.c_str(), hp.n_layer, kMaxLayers);
+    if (hp.n_head % hp.n_head_kv != 0 || hp.head_dim % 2 != 0 ||
         get_hparam(f, p + "attention.value_length", hp.head_dim) != hp.head_dim)
         fail("%s: inconsistent attention hyperparameters (heads %d, kv heads %d, head dim %d)",
              path.c_str(), hp.n_head, hp.n_head_kv, hp.head_dim);

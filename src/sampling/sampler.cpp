@@ -21,7 +21,9 @@ void Sampler::reset() {
 
 int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
     cand_.resize(n_vocab);
-    for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {logits[i], i};
+    // A NaN logit (a broken model) counts as -inf: the sorts below need an ordering.
+    for (int32_t i = 0; i < n_vocab; ++i)
+        cand_[i] = {std::isnan(logits[i]) ? -INFINITY : logits[i], i};
 
     if (p_.repeat_penalty != 1.0f && !history_.empty()) {
         // CTRL-style penalty, as llama.cpp: divide positive logits, multiply negative ones.
@@ -56,6 +58,8 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
     // Probabilities before temperature for the top-p / min-p cuts (llama.cpp applies the
     // temperature last in its default chain).
     const float mx = cand_[0].first;
+    // All -inf, or a +inf: the probabilities below would be NaN; the top candidate it is.
+    if (!std::isfinite(mx)) return cand_[0].second;
     std::vector<float> prob(n);
     double sum = 0.0;
     for (size_t i = 0; i < n; ++i) sum += (prob[i] = std::exp(cand_[i].first - mx));

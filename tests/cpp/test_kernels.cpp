@@ -17,6 +17,7 @@
 // Every output buffer is pre-filled with a value no kernel can produce (NaN, INT32_MIN) so an
 // element left unwritten, or written outside [m0, m1), fails.
 #include <chrono>
+#include <cfloat>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -270,6 +271,35 @@ void test_quantize_ties(const std::vector<const KernelSet*>& sets) {
     if (ties < 50) report_failure("test", "quantize_act", "ties", strfmt("only %d exact ties constructed", ties));
 }
 
+// A row holding a NaN or an infinity quantizes to q = 0, qsum = 0 and scale 0 (kernels.h), in
+// every set, wherever the bad value sits (vector body, tail) and whatever the other values are.
+void test_quantize_nonfinite(const std::vector<const KernelSet*>& sets) {
+    const float bad_values[] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (int64_t k : {1, 7, 8, 9, 16, 33, 100, 2560}) {
+        for (float bad : bad_values) {
+            for (int64_t pos : {int64_t(0), k / 2, k - 1}) {
+                std::vector<float> x((size_t)k);
+                for (auto& v : x) v = rand_float(-3.0f, 3.0f);
+                x[(size_t)pos] = bad;
+                const std::string shape = strfmt("k=%" PRId64 " x[%" PRId64 "]=%g", k, pos, (double)bad);
+                for (const KernelSet* ks : sets) {
+                    std::vector<int8_t> q((size_t)k + 16, 0x55);
+                    float s = NAN;
+                    int32_t sum = INT32_MIN;
+                    ks->quantize_act(x.data(), k, q.data(), &s, &sum);
+                    bool zeros = true, guard = true;
+                    for (int64_t i = 0; i < k; ++i) zeros &= q[(size_t)i] == 0;
+                    for (int64_t i = k; i < k + 16; ++i) guard &= q[(size_t)i] == 0x55;
+                    if (!zeros || !guard || s != 0.0f || sum != 0)
+                        report_failure(ks->isa, "quantize_act", shape,
+                                       strfmt("non-finite row: scale %g qsum %d, q %s%s", (double)s, sum,
+                                              zeros ? "zero" : "not all zero", guard ? "" : ", wrote past q[k-1]"));
+                }
+            }
+        }
+    }
+}
+
 void test_quantize(const std::vector<const KernelSet*>& sets) {
     // The scale must follow torch (reciprocal, then * 127), not a single division: find an amax
     // where the two differ and check the reference's scale against the torch formula there.
@@ -300,7 +330,11 @@ void test_quantize(const std::vector<const KernelSet*>& sets) {
         for (auto& v : x) v = rand_int(0, 3) == 0 ? -0.0f : rand_float(-5.0f, 5.0f);
         x[(size_t)rand_int(0, k - 1)] = -7.0f;  // the max at a random position, negative
         check_quantize(sets, x, "mixed");
+        for (auto& v : x) v = rand_float(-1.0f, 1.0f) * 1e-38f;  // subnormals and the smallest normals
+        x[(size_t)rand_int(0, k - 1)] = FLT_MAX;                  // beside the largest finite value
+        check_quantize(sets, x, "extremes");
     }
+    test_quantize_nonfinite(sets);
 }
 
 // ---- float GEMM ------------------------------------------------------------------------------

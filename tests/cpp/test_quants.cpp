@@ -276,6 +276,35 @@ void test_act_blocks() {
                 if (a.bsum[g] != s) report_failure("scalar", "act_blocks", "bs=256", "bsum");
             }
     }
+    // Blocks the q8_0 formula cannot scale: subnormal absmax (1/d overflows to inf) still spans
+    // ±127; a NaN or an infinity gives q = 0 and d = NaN, never a NaN converted to int8.
+    for (const float amax : {1e-40f, 2e-39f, 3e-37f}) {
+        std::vector<float> x((size_t)QK8_0);
+        for (int64_t i = 0; i < QK8_0; ++i) x[(size_t)i] = amax * (float)(i - 16) / 16.0f;
+        ActBlocks a;
+        act_blocks_resize(a, 1, QK8_0, QK8_0);
+        act_blocks_quantize_row(x.data(), a, 0);
+        for (int64_t i = 0; i < QK8_0; ++i) {
+            const float want = std::nearbyint((float)(i - 16) / 16.0f * 127.0f);
+            if (std::fabs(a.q[(size_t)i] - want) > 1.0f) {
+                report_failure("scalar", "act_blocks", strfmt("amax=%g", (double)amax),
+                               strfmt("q[%" PRId64 "] = %d, want %g", i, a.q[(size_t)i], (double)want));
+                break;
+            }
+        }
+    }
+    for (const float bad : {NAN, INFINITY, -INFINITY}) {
+        std::vector<float> x((size_t)(2 * QK8_0), 1.0f);
+        x[3] = bad;
+        ActBlocks a;
+        act_blocks_resize(a, 1, 2 * QK8_0, QK8_0);
+        act_blocks_quantize_row(x.data(), a, 0);
+        bool zeros = true;
+        for (int64_t i = 0; i < QK8_0; ++i) zeros &= a.q[(size_t)i] == 0;
+        if (!zeros || !std::isnan(a.d[0]) || a.d[1] != 1.0f / 127.0f || a.q[(size_t)QK8_0] != 127)
+            report_failure("scalar", "act_blocks", strfmt("x[3]=%g", (double)bad),
+                           strfmt("d %g %g, q[0..32) %s", (double)a.d[0], (double)a.d[1], zeros ? "zero" : "not zero"));
+    }
 }
 
 void run_tests() {

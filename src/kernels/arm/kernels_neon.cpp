@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
@@ -37,15 +38,26 @@ namespace {
 
 // ---- activation quantization ----------------------------------------------------------------
 
-// Input must be finite. vrndnq_f32 rounds half to even, as torch.round; the scale keeps torch's
-// two roundings (see kernels_ref.cpp).
+// vrndnq_f32 rounds half to even, as torch.round; the scale keeps torch's two roundings (see
+// kernels_ref.cpp). The absmax is taken over the bit patterns of |x| as unsigned integers: for
+// finite values the same order (and result) as float max, and inf/NaN land above every finite
+// pattern, so a row that is not all numbers is seen here as in the reference (see kernels.h).
 void quantize_act_neon(const float* x, int64_t k, int8_t* q, float* scale, int32_t* qsum) {
     BITNET_ASSERT(k >= 1);
-    float32x4_t vmax = vdupq_n_f32(0.0f);
+    const uint32x4_t abs_mask = vdupq_n_u32(0x7fffffffu);
+    uint32x4_t vmax = vdupq_n_u32(0);
     int64_t i = 0;
-    for (; i + 4 <= k; i += 4) vmax = vmaxq_f32(vmax, vabsq_f32(vld1q_f32(x + i)));
-    float amax = vmaxvq_f32(vmax);
-    for (; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
+    for (; i + 4 <= k; i += 4)
+        vmax = vmaxq_u32(vmax, vandq_u32(vreinterpretq_u32_f32(vld1q_f32(x + i)), abs_mask));
+    uint32_t amax_bits = vmaxvq_u32(vmax);
+    for (; i < k; ++i) amax_bits = std::max(amax_bits, float_bits(x[i]) & 0x7fffffffu);
+    if (amax_bits > kMaxFiniteBits) {
+        std::memset(q, 0, (size_t)k);
+        *scale = 0.0f;
+        *qsum = 0;
+        return;
+    }
+    const float amax = float_from_bits(amax_bits);
     const float s = (1.0f / std::max(amax, 1e-5f)) * 127.0f;
 
     const float32x4_t vs = vdupq_n_f32(s);

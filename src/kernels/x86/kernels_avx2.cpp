@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
@@ -22,24 +23,34 @@ namespace bitnet {
 
 namespace {
 
-inline float hmax_ps(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
+inline uint32_t hmax_epu32(__m256i v) {
+    __m128i m = _mm_max_epu32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = _mm_max_epu32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return (uint32_t)_mm_cvtsi128_si32(m);
 }
 
 // ---- activation quantization ----------------------------------------------------------------
 
-// Input must be finite (max of a NaN is not defined the same way by every ISA).
+// The absmax is taken over the bit patterns of |x| as unsigned integers: for finite values the
+// same order (and the same result) as float max, and inf/NaN land above every finite pattern, so
+// a row that is not all numbers is seen here as in the reference (see kernels.h).
 void quantize_act_avx2(const float* x, int64_t k, int8_t* q, float* scale, int32_t* qsum) {
     BITNET_ASSERT(k >= 1);
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 vmax = _mm256_setzero_ps();
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+    __m256i vmax = _mm256_setzero_si256();
     int64_t i = 0;
-    for (; i + 8 <= k; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
-    float amax = hmax_ps(vmax);
-    for (; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
+    for (; i + 8 <= k; i += 8)
+        vmax = _mm256_max_epu32(vmax, _mm256_and_si256(_mm256_loadu_si256((const __m256i*)(x + i)), abs_mask));
+    uint32_t amax_bits = hmax_epu32(vmax);
+    for (; i < k; ++i) amax_bits = std::max(amax_bits, float_bits(x[i]) & 0x7fffffffu);
+    if (amax_bits > kMaxFiniteBits) {
+        std::memset(q, 0, (size_t)k);
+        *scale = 0.0f;
+        *qsum = 0;
+        return;
+    }
+    const float amax = float_from_bits(amax_bits);
     // torch's `127 / t` is `t.reciprocal() * 127`: two roundings, as in kernels_ref.cpp.
     const float s = (1.0f / std::max(amax, 1e-5f)) * 127.0f;
 

@@ -17,6 +17,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
@@ -31,15 +32,26 @@ inline __mmask16 tail_mask16(int64_t n) { return (__mmask16)((1u << n) - 1u); } 
 
 // ---- activation quantization ----------------------------------------------------------------
 
-// Input must be finite (max of a NaN is not defined the same way by every ISA).
+// The absmax is taken over the bit patterns of |x| as unsigned integers: for finite values the
+// same order (and the same result) as float max, and inf/NaN land above every finite pattern, so
+// a row that is not all numbers is seen here as in the reference (see kernels.h).
 void quantize_act_avx512(const float* x, int64_t k, int8_t* q, float* scale, int32_t* qsum) {
     BITNET_ASSERT(k >= 1);
     const int64_t kv = k / 16 * 16;
     const __mmask16 tail = tail_mask16(k - kv);
-    __m512 vmax = _mm512_setzero_ps();
-    for (int64_t i = 0; i < kv; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-    vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, x + kv)));
-    const float amax = _mm512_reduce_max_ps(vmax);
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+    __m512i vmax = _mm512_setzero_si512();
+    for (int64_t i = 0; i < kv; i += 16)
+        vmax = _mm512_max_epu32(vmax, _mm512_and_si512(_mm512_loadu_si512(x + i), abs_mask));
+    vmax = _mm512_max_epu32(vmax, _mm512_and_si512(_mm512_maskz_loadu_epi32(tail, x + kv), abs_mask));
+    const uint32_t amax_bits = _mm512_reduce_max_epu32(vmax);
+    if (amax_bits > kMaxFiniteBits) {
+        std::memset(q, 0, (size_t)k);
+        *scale = 0.0f;
+        *qsum = 0;
+        return;
+    }
+    const float amax = float_from_bits(amax_bits);
     // torch's `127 / t` is `t.reciprocal() * 127`: two roundings, as in kernels_ref.cpp.
     const float s = (1.0f / std::max(amax, 1e-5f)) * 127.0f;
 
