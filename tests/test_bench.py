@@ -99,3 +99,16 @@ def test_e2e_benchmark_cli(engine_bin, tiny_gguf, tmp_path):
     assert r.exit_code == 1 and "nope.gguf not found" in r.output
     r = runner.invoke(e2e_benchmark.main, ["-m", str(tiny_gguf), "-t", "two"])
     assert r.exit_code == 2 and "not a comma-separated list" in r.output
+
+
+def test_e2e_benchmark_depth_and_cache(engine_bin, tiny_gguf):
+    """-d, -gp and the cache flags pass through to bitnet-bench: a row per (cache, depth, test)."""
+    runner = CliRunner()
+    r = runner.invoke(e2e_benchmark.main, ["-m", str(tiny_gguf), "-p", "8", "-n", "2", "-t", "1", "-r", "1",
+                                           "-d", "0,24", "-gp", "40,2", "-ctk", "f32,q8_0", "--json"])
+    assert r.exit_code == 0, r.output
+    got = {(x["kv"], x["test"]) for x in json.loads(r.stdout)}
+    assert got == {(kv, t) for kv in ("f32", "q8_0/f32")
+                   for t in ("pp8", "tg2", "pp8 @ d24", "tg2 @ d24", "tg2 @ d40")}
+    r = runner.invoke(e2e_benchmark.main, ["-m", str(tiny_gguf), "-gp", "40"])
+    assert r.exit_code == 2 and "expected 2 numbers" in r.output

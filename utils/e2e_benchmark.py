@@ -46,16 +46,20 @@ def run_bench_json(cmd: list[str]) -> dict:
 
 
 def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int], reps: int,
-              batch_size: int = 512, progress=None) -> list[dict]:
+              batch_size: int = 512, progress=None, depths: list[int] | None = None,
+              gen_after: list[tuple[int, int]] | None = None, cache_flags: list[str] | None = None) -> list[dict]:
     """Benchmark every model with prompt size ``n_prompt`` and generation length ``n_gen`` (0
-    skips that test) at every thread count, ``reps`` interleaved runs each.
+    skips that test) at every thread count, ``reps`` interleaved runs each. ``depths``: run each
+    test after a prompt of that many tokens already in the KV cache (bitnet-bench -d; default 0);
+    ``gen_after``: (D, TG) pairs, TG tokens generated after a D-token prompt (-gp);
+    ``cache_flags``: bitnet-bench's -ctk/-ctv/-fa flags and values (their lists give a row each).
 
     Returns one dict per (model, threads, test) in model order: model, path, size_bytes,
     n_params, type, isa, n_threads, test, samples_ts, avg_ts, stddev_ts, and ``vs_first`` (avg_ts
     over the first model's on the same threads and test; 1.0 for the first model).
     ``progress(text)`` is called before each run.
     """
-    if n_prompt <= 0 and n_gen <= 0:
+    if n_prompt <= 0 and n_gen <= 0 and not gen_after:
         raise BitnetError("nothing to measure: -p and -n are both 0")
     for m in models:
         if not Path(m).is_file():
@@ -68,21 +72,27 @@ def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int],
                 progress(f"run {rep + 1}/{reps}: {display_path(model)}")
             cmd = [str(tool), "-m", str(model), "-p", str(n_prompt), "-n", str(n_gen),
                    "-t", ",".join(map(str, threads)), "-r", "1", "-b", str(batch_size), "-o", "json"]
+            if depths:
+                cmd += ["-d", ",".join(map(str, depths))]
+            for d, tg in gen_after or []:
+                cmd += ["-gp", f"{d},{tg}"]
+            cmd += cache_flags or []
             for res in run_bench_json(cmd)["results"]:
-                key = (i, res["n_threads"], res["test"])
+                key = (i, res["kv"], res["n_threads"], res["n_depth"], res["test"])
                 row = rows.setdefault(key, {
                     "model": res["model"], "path": res["path"], "size_bytes": res["size_bytes"],
-                    "n_params": res["n_params"], "type": res["type"], "isa": res["isa"],
-                    "n_threads": res["n_threads"], "test": res["test"], "samples_ts": []})
+                    "n_params": res["n_params"], "type": res["type"], "isa": res["isa"], "kv": res["kv"],
+                    "n_threads": res["n_threads"], "n_depth": res["n_depth"], "test": res["test"],
+                    "samples_ts": []})
                 row["samples_ts"].extend(res["samples_ts"])
-    out = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], _test_order(k[2])))]
+    out = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], k[2], k[3], _test_order(k[4])))]
     for row in out:
         s = row["samples_ts"]
         row["avg_ts"] = statistics.fmean(s)
         row["stddev_ts"] = statistics.stdev(s) if len(s) > 1 else 0.0
-    first = {(r["n_threads"], r["test"]): r["avg_ts"] for r in out if r["path"] == out[0]["path"]}
+    first = {(r["kv"], r["n_threads"], r["test"]): r["avg_ts"] for r in out if r["path"] == out[0]["path"]}
     for row in out:
-        base = first.get((row["n_threads"], row["test"]))
+        base = first.get((row["kv"], row["n_threads"], row["test"]))
         row["vs_first"] = row["avg_ts"] / base if base else None
     return out
 
@@ -94,19 +104,34 @@ def _test_order(test: str) -> tuple:
 def format_table(rows: list[dict]) -> str:
     """Markdown table of ``benchmark()`` rows (a "vs first" column when several models ran)."""
     several = len({r["path"] for r in rows}) > 1
-    head = ["model", "size", "params", "type", "isa", "threads", "test", "t/s"] + (["vs first"] if several else [])
+    kv = len({r["kv"] for r in rows}) > 1 or any(r["kv"] != "f32" for r in rows)
+    head = (["model", "size", "params", "type", "isa"] + (["kv"] if kv else []) + ["threads", "test", "t/s"]
+            + (["vs first"] if several else []))
     lines = ["| " + " | ".join(head) + " |",
-             "| --- | ---: | ---: | --- | --- | ---: | ---: | ---: |" + (" ---: |" if several else "")]
+             "| --- | ---: | ---: | --- | --- |" + (" --- |" if kv else "") + " ---: | ---: | ---: |"
+             + (" ---: |" if several else "")]
     for r in rows:
         size = (f"{r['size_bytes'] / 2**30:.2f} GiB" if r["size_bytes"] >= 2**30
                 else f"{r['size_bytes'] / 2**20:.2f} MiB")
         params = f"{r['n_params'] / 1e9:.2f} B" if r["n_params"] >= 1e9 else f"{r['n_params'] / 1e6:.2f} M"
-        cells = [r["model"], size, params, r["type"], r["isa"], str(r["n_threads"]), r["test"],
-                 f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}"]
+        cells = ([r["model"], size, params, r["type"], r["isa"]] + ([r["kv"]] if kv else [])
+                 + [str(r["n_threads"]), r["test"], f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f}"])
         if several:
             cells.append(f"{r['vs_first']:.2f}x" if r["vs_first"] else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _int_list(value: str, low: int, count: int | None = None) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of integers") from None
+    if any(v < low for v in out):
+        raise click.BadParameter(f"'{value}': values must be >= {low}")
+    if count is not None and len(out) != count:
+        raise click.BadParameter(f"'{value}': expected {count} numbers")
+    return out
 
 
 def _thread_list(ctx, param, value: str) -> list[int]:
@@ -132,15 +157,25 @@ def _thread_list(ctx, param, value: str) -> list[int]:
               help="Recorded runs per model and test, interleaved across models.")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Tokens per forward pass for the prompt.")
+@click.option("-d", "--n-depth", "depths", default="0", show_default=True, callback=lambda c, p, v: _int_list(v, 0),
+              help="Run each test after a prompt of this many tokens in the KV cache (a comma-separated list).")
+@click.option("-gp", "gen_after", multiple=True, callback=lambda c, p, v: [tuple(_int_list(x, 1, 2)) for x in v],
+              metavar="D,TG", help="TG tokens generated after a D-token prompt; repeatable.")
+@click.option("-ctk", "--cache-type-k", help="KV cache type(s) of the keys: f32, f16, q8_0 (comma-separated).")
+@click.option("-ctv", "--cache-type-v", help="KV cache type(s) of the values.")
+@click.option("-fa", "--flash-attn", help="on, off or on,off: tiled or exact attention.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
-def main(models, n_prompt, n_gen, threads, repetitions, batch_size, as_json):
+def main(models, n_prompt, n_gen, threads, repetitions, batch_size, depths, gen_after, cache_type_k,
+         cache_type_v, flash_attn, as_json):
     """Prompt-processing and generation speed (tokens/s) of GGUF models with bitnet-bench."""
     tty = sys.stderr.isatty()
 
     def progress(text: str) -> None:
         click.echo(("\r\x1b[K" if tty else "") + f"e2e_benchmark: {text}", err=True, nl=not tty)
 
-    rows = benchmark(list(models), n_prompt, n_gen, threads, repetitions, batch_size, progress)
+    cache = [x for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v for x in (f, v)]
+    rows = benchmark(list(models), n_prompt, n_gen, threads, repetitions, batch_size, progress, depths,
+                     gen_after, cache)
     if tty:
         click.echo("\r\x1b[K", err=True, nl=False)
     click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
