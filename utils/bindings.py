@@ -129,10 +129,11 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
 
 def default_n_threads(library: str | os.PathLike | None = None) -> int:
     """The CPUs this process may use (affinity mask and cgroup CPU quota, at least 1): the thread
-    count n_threads=0 gives. Without a built library, the affinity mask alone."""
+    count n_threads=0 gives. Without a usable library (not built, or built before this call
+    existed), the affinity mask alone."""
     try:
         return int(load_library(library).bitnet_default_n_threads())
-    except BitnetError:
+    except (BitnetError, OSError, AttributeError):
         return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

@@ -71,6 +71,7 @@ def contention_table(model: Path, bins: list[Path], threads: list[int], busy: li
                     got = bench_once(bin_dir, model, threads, n_prompt, n_gen, reps)
                 for (t, test), ts in got.items():
                     samples.setdefault((str(bin_dir), b, t, test), []).append(ts)
+                    click.echo(f"round {rnd + 1}/{rounds}: {bin_dir} busy {b} -t {t} {test}: {ts:.2f} t/s", err=True)
     return [{"bin": k[0], "busy": k[1], "threads": k[2], "test": k[3], "median_ts": statistics.median(v),
              "samples": v} for k, v in samples.items()]
 
