@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, display_path, engine_tool, run_cli, run_tool
+from utils.common import (DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, default_threads, display_path, engine_tool,
+                          run_cli, run_tool)
 
 
 
@@ -52,8 +53,9 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
                    "with -cnv, none]")
 @click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=128, show_default=True,
               help="Number of tokens to generate (-1: until end of text or full context).")
-@click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Number of CPU threads.")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=default_threads,
+              show_default="the CPUs this process may use",
+              help="Number of CPU threads (more than the usable CPUs: bitnet-cli warns; over 4 per CPU: refused).")
 @click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=0, show_default=True,
               help="Context size in tokens, prompt included (0: the model's training context, at most "
                    "4096; a larger one is warned about).")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL, run_cli
+from utils.common import DEFAULT_MODEL, default_threads, run_cli, threads_option
 
 
 
@@ -31,8 +31,8 @@ from utils.common import DEFAULT_MODEL, run_cli
               help="System prompt put first in chats whose messages have none.")
 @click.option("-n", "--n-predict", type=click.IntRange(min=-1), default=-1, show_default=True,
               help="Default max_tokens of a request (-1: until end of text or full context).")
-@click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Number of CPU threads.")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=default_threads, callback=threads_option,
+              show_default="the CPUs this process may use", help="Number of CPU threads.")
 @click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=2048, show_default=True,
               help="Context of each slot in tokens, prompt and answer together (0: the model's).")
 @click.option("--temperature", "-temp", type=click.FloatRange(min=0, max=2), default=0.8, show_default=True,

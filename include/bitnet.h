@@ -87,7 +87,7 @@ BITNET_API int32_t bitnet_detokenize(const bitnet_model* model, const bitnet_tok
 typedef struct bitnet_context_params {
     int32_t n_ctx;     /* KV cache length in tokens, per sequence; 0 = the model's training context,
                         * at most 4096 (BITNET_DEFAULT_CTX_MAX) */
-    int32_t n_threads; /* 0 = all cores; at most 1024 */
+    int32_t n_threads; /* 0 = bitnet_default_n_threads(); more than bitnet_max_n_threads() fails */
     int32_t n_batch;   /* most tokens per forward pass; 0 = 512 */
     int32_t n_seq_max; /* sequence slots; 0 = 1. The KV cache takes n_seq_max times the memory */
     int32_t type_k;    /* KV cache type of the keys: BITNET_KV_F32 (default), BITNET_KV_F16, BITNET_KV_Q8_0 */
@@ -108,6 +108,11 @@ BITNET_API bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_contex
 BITNET_API void bitnet_context_free(bitnet_context* ctx);
 BITNET_API int32_t bitnet_context_n_ctx(const bitnet_context* ctx);
 BITNET_API int32_t bitnet_context_n_threads(const bitnet_context* ctx);
+/* The CPUs this process may use: its affinity mask (taskset), capped by its cgroup CPU quota
+ * rounded up; at least 1. The thread count n_threads = 0 gives, and the most that run in parallel. */
+BITNET_API int32_t bitnet_default_n_threads(void);
+/* The most threads a context accepts: 4 x bitnet_default_n_threads(), at most 1024. */
+BITNET_API int32_t bitnet_max_n_threads(void);
 BITNET_API int32_t bitnet_context_n_seq_max(const bitnet_context* ctx);
 /* Tokens currently in the KV cache of sequence 0. */
 BITNET_API int32_t bitnet_context_n_past(const bitnet_context* ctx);

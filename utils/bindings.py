@@ -97,6 +97,8 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         "bitnet_context_n_past": (c.c_int32, [P]),
         "bitnet_context_n_threads": (c.c_int32, [P]),
         "bitnet_context_n_seq_max": (c.c_int32, [P]),
+        "bitnet_default_n_threads": (c.c_int32, []),
+        "bitnet_max_n_threads": (c.c_int32, []),
         "bitnet_context_truncate": (None, [P, c.c_int32]),
         "bitnet_decode": (c.c_int, [P, c.POINTER(c.c_int32), c.c_int32, c.c_int]),
         "bitnet_get_logits": (c.POINTER(c.c_float), [P, c.c_int32]),
@@ -123,6 +125,30 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         fn.argtypes = args
     _lib, _lib_path = lib, path.resolve()
     return lib
+
+
+def default_n_threads(library: str | os.PathLike | None = None) -> int:
+    """The CPUs this process may use (affinity mask and cgroup CPU quota, at least 1): the thread
+    count n_threads=0 gives. Without a usable library (not built, or built before this call
+    existed), the affinity mask alone."""
+    try:
+        return int(load_library(library).bitnet_default_n_threads())
+    except (BitnetError, OSError, AttributeError):
+        return max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_n_threads(n: int, library: str | os.PathLike | None = None) -> str | None:
+    """Raises BitnetError for a thread count the engine refuses (above 4 per usable CPU, or 1024);
+    returns a warning line for one above the usable CPUs, else None."""
+    usable = default_n_threads(library)
+    most = min(4 * usable, 1024)
+    if n > most:
+        raise BitnetError(f"-t {n} is too many threads: this process may use {usable} CPU(s), and at most {most} "
+                          f"threads (4 per CPU, at most 1024) are accepted; use -t {usable}")
+    if n > usable:
+        return (f"warning: -t {n} is more threads than the {usable} CPU(s) this process may use; they will take "
+                f"turns on the same cores (use -t {usable})")
+    return None
 
 
 def _error() -> BitnetError:
@@ -278,8 +304,8 @@ class Context(_Handle):
 
     def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
                  n_seq_max: int = 1, type_k: str = "f32", type_v: str = "f32", flash_attn: bool = True):
-        """n_ctx: positions per sequence (0: the model's training context); n_threads: 0 for all
-        cores; n_batch: most tokens per forward pass (longer calls are split); n_seq_max: sequence
+        """n_ctx: positions per sequence (0: the model's training context); n_threads: 0 for
+        default_n_threads(), the usable CPUs; n_batch: most tokens per forward pass (longer calls are split); n_seq_max: sequence
         slots (the KV cache takes n_seq_max times the memory); type_k/type_v: KV cache types
         ("f32", "f16", "q8_0"); flash_attn False: the exact attention in torch's summation order
         (needs f32 K and V). Raises BitnetError."""

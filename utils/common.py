@@ -46,6 +46,27 @@ class BitnetError(click.ClickException):
         click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
 
 
+def threads_option(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """Click callback of a -t option: the engine's rules (utils/bindings.py: check_n_threads), a
+    refusal as a one-line error and a warning on stderr."""
+    from utils import bindings
+
+    try:
+        warning = bindings.check_n_threads(value)
+    except bindings.BitnetError as e:
+        raise BitnetError(str(e)) from None
+    if warning:
+        click.echo(warning, err=True)
+    return value
+
+
+def default_threads() -> int:
+    """The default of a -t option: the CPUs this process may use."""
+    from utils import bindings
+
+    return bindings.default_n_threads()
+
+
 def models_root() -> Path:
     """Folder that holds one sub-folder per model; ``BITNET_MODELS_DIR`` overrides ``models/``."""
     return Path(os.environ.get("BITNET_MODELS_DIR") or REPO_ROOT / "models")

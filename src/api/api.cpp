@@ -178,6 +178,8 @@ bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_context_params pa
 void bitnet_context_free(bitnet_context* ctx) { delete ctx; }
 int32_t bitnet_context_n_ctx(const bitnet_context* ctx) { return ctx->c->n_ctx; }
 int32_t bitnet_context_n_threads(const bitnet_context* ctx) { return ctx->c->pool->size(); }
+int32_t bitnet_default_n_threads(void) { return bitnet::usable_cpus(); }
+int32_t bitnet_max_n_threads(void) { return bitnet::max_pool_threads(); }
 int32_t bitnet_context_n_seq_max(const bitnet_context* ctx) { return ctx->c->n_seq; }
 int32_t bitnet_context_n_past(const bitnet_context* ctx) { return ctx->c->seq_len[0]; }
 

@@ -30,21 +30,28 @@ namespace bitnet {
 
 namespace {
 
-// The element-wise steps run a token per job: their results do not depend on the split, and a
-// prompt batch of hundreds of tokens would otherwise leave all but one thread idle.
+// The element-wise steps split by tokens: their results do not depend on the split, and a prompt
+// batch of hundreds of tokens would otherwise leave all but one thread idle. Pieces of fewer than
+// kMinPieceValues values are not worth handing to another thread (a microsecond of work against
+// about as much to claim it), so one token, or a few of a small model, runs on the caller.
+constexpr int64_t kMinPieceValues = 16384;
+
+int64_t row_grain(int64_t k) { return k > 0 ? (kMinPieceValues + k - 1) / k : 1; }
+
 void add_rows(Context& ctx, float* x, const float* y, int64_t n, int64_t k) {
     BITNET_PROFILE_SCOPE("residual");
     ctx.pool->for_each_row(n, [&](int64_t i) {
         float* xi = x + i * k;
         const float* yi = y + i * k;
         for (int64_t j = 0; j < k; ++j) xi[j] += yi[j];
-    });
+    }, row_grain(k));
 }
 
 void norm_rows(Context& ctx, const float* x, const std::vector<float>& w, int64_t n, int64_t k,
                float eps, float* out) {
     BITNET_PROFILE_SCOPE("norm");
-    ctx.pool->for_each_row(n, [&](int64_t i) { rms_norm(x + i * k, w.data(), k, eps, out + i * k); });
+    ctx.pool->for_each_row(n, [&](int64_t i) { rms_norm(x + i * k, w.data(), k, eps, out + i * k); },
+                          row_grain(k));
 }
 
 void quantize_rows(Context& ctx, const float* x, int64_t n, int64_t k, QuantBatch& qb) {
@@ -82,7 +89,8 @@ void gated_activation_row(FfnAct act, float* __restrict fa, const float* __restr
 
 void gated_activation(Context& ctx, FfnAct act, float* fa, const float* fb, int64_t n, int64_t k) {
     BITNET_PROFILE_SCOPE("ffn-act");
-    ctx.pool->for_each_row(n, [&](int64_t i) { gated_activation_row(act, fa + i * k, fb + i * k, k); });
+    ctx.pool->for_each_row(n, [&](int64_t i) { gated_activation_row(act, fa + i * k, fb + i * k, k); },
+                          row_grain(k));
 }
 
 }  // namespace
@@ -168,7 +176,7 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
                 rope(ctx.q.data() + i * dq, hp.n_head, (int)hd, ctx.rope_cs.data() + i * hd);
                 rope(ctx.k.data() + i * dkv, hp.n_head_kv, (int)hd, ctx.rope_cs.data() + i * hd);
                 kv_store(ctx, l, seq_ids[i], positions[i], ctx.k.data() + i * dkv, ctx.v.data() + i * dkv);
-            });
+            }, row_grain(dq + dkv));
         }
         {
             BITNET_PROFILE_SCOPE("attention");
@@ -212,7 +220,7 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
         BITNET_PROFILE_SCOPE("norm");
         ctx.pool->for_each_row(rows, [&](int64_t r) {
             rms_norm(x + src[r] * d, m.output_norm.data(), d, eps, xn + r * d);
-        });
+        }, row_grain(d));
     }
     const size_t first = (size_t)ctx.n_logits * hp.n_vocab;
     ctx.logits.resize(first + (size_t)rows * hp.n_vocab);

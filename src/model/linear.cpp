@@ -2,8 +2,11 @@
 // I2_S/TL scale and divisor, TL layout metadata, TQ block scales), per-token activation quantization, and the threaded
 // matrix products the forward pass calls.
 //
-// Every matmul splits the output rows across the pool in multiples of 16, so no two threads
-// write into the same 64-byte cache line of an output row.
+// Every matmul cuts the output rows into pieces that start at multiples of 16 (so no two threads
+// write into the same 64-byte cache line of an output row) and that the pool's threads claim one
+// by one. A kernel's output row does not depend on the range it is computed in (the row tiles
+// start at multiples of 16 and the last ends at M whatever the cut), so the results are the same
+// bits for every thread count.
 #include "model/linear.h"
 
 #include <cmath>
@@ -20,6 +23,20 @@ namespace bitnet {
 namespace {
 
 constexpr int64_t kRowAlign = 16;
+
+// The fewest multiply-adds worth a piece of a matmul (tens of microseconds of kernel time on one
+// core, against about a microsecond to claim and hand over a piece): smaller matmuls, like a
+// token through a small model, run on the caller alone.
+constexpr int64_t kMinPieceWork = 1 << 18;
+
+// Calls fn(m0, m1) over pieces of the M output rows of an (M x K) x (K x n) product, started at
+// multiples of align, on the pool.
+template <typename F>
+void for_rows(Context& ctx, int64_t M, int64_t K, int64_t n, int64_t align, F&& fn) {
+    const int64_t per_row = K * n > 0 ? K * n : 1;
+    const int64_t grain = (kMinPieceWork + per_row - 1) / per_row;
+    ctx.pool->for_range(M, align, grain, [&](int64_t m0, int64_t m1, int) { fn(m0, m1); });
+}
 
 bool is_tq(uint32_t type) { return type == TYPE_TQ1_0 || type == TYPE_TQ2_0; }
 bool is_tl(uint32_t type) { return type == TYPE_TL1 || type == TYPE_TL2; }
@@ -154,7 +171,7 @@ void quantize_batch(Context& ctx, const float* x, int64_t n, int64_t k, QuantBat
         int8_t* q = qb.q.data() + i * ldq;
         quant(x + i * k, k, q, &qb.scale[i], &qb.qsum[i]);
         std::memset(q + k, 0, (size_t)(ldq - k));
-    });
+    }, (16384 + k - 1) / k);
 }
 
 void linear_forward(Context& ctx, const Linear& lin, const QuantBatch& qb, float* out) {
@@ -181,10 +198,7 @@ void linear_forward(Context& ctx, const Linear& lin, const QuantBatch& qb, float
             gemm = lin.type == TYPE_TQ1_0 ? qs.tq1_0_gemm_i32 : qs.tq2_0_gemm_i32;
         }
         int32_t* acc = ctx.acc.data();
-        ctx.pool->run([&](int ith, int nth) {
-            int64_t m0, m1;
-            ThreadPool::split(M, ith, nth, align, &m0, &m1);
-            if (m0 >= m1) return;
+        for_rows(ctx, M, K, n, align, [&](int64_t m0, int64_t m1) {
             gemm(lin.data, k_arg, Q, ldq, n, acc, M, m0, m1);
             for (int64_t i = 0; i < n; ++i) {
                 const float d = qb.scale[i] * lin.divisor;
@@ -198,10 +212,7 @@ void linear_forward(Context& ctx, const Linear& lin, const QuantBatch& qb, float
         // Blocks with their own d: Σ_b d_b (Σ t·q) in float, then the activation scale.
         const QuantKernelSet& qs = quant_kernels();
         const tq_gemm_f32_fn tq = lin.type == TYPE_TQ1_0 ? qs.tq1_0_gemm_f32 : qs.tq2_0_gemm_f32;
-        ctx.pool->run([&](int ith, int nth) {
-            int64_t m0, m1;
-            ThreadPool::split(M, ith, nth, kRowAlign, &m0, &m1);
-            if (m0 >= m1) return;
+        for_rows(ctx, M, K, n, kRowAlign, [&](int64_t m0, int64_t m1) {
             tq(lin.data, K, Q, ldq, n, out, M, m0, m1);
             for (int64_t i = 0; i < n; ++i)
                 for (int64_t m = m0; m < m1; ++m) out[i * M + m] /= qb.scale[i];
@@ -222,10 +233,7 @@ void float_matmul(Context& ctx, const Linear& lin, const float* x, int64_t n, fl
     const int64_t K = lin.in, M = lin.out;
     if (lin.type == TYPE_F32 || lin.type == TYPE_F16) {
         const KernelSet& ks = kernels();
-        ctx.pool->run([&](int ith, int nth) {
-            int64_t m0, m1;
-            ThreadPool::split(M, ith, nth, kRowAlign, &m0, &m1);
-            if (m0 >= m1) return;
+        for_rows(ctx, M, K, n, kRowAlign, [&](int64_t m0, int64_t m1) {
             if (lin.type == TYPE_F32)
                 ks.f32_gemm((const float*)lin.data, K, x, K, n, out, M, m0, m1);
             else
@@ -241,11 +249,9 @@ void float_matmul(Context& ctx, const Linear& lin, const float* x, int64_t n, fl
     thread_local ActBlocks act_buf;
     ActBlocks& act = act_buf;
     act_blocks_resize(act, n, K, act_block_size(lin.type));
-    ctx.pool->for_each_row(n, [&](int64_t i) { act_blocks_quantize_row(x + i * K, act, i); });
-    ctx.pool->run([&](int ith, int nth) {
-        int64_t m0, m1;
-        ThreadPool::split(M, ith, nth, kRowAlign, &m0, &m1);
-        if (m0 >= m1) return;
+    ctx.pool->for_each_row(n, [&](int64_t i) { act_blocks_quantize_row(x + i * K, act, i); },
+                          (16384 + K - 1) / K);
+    for_rows(ctx, M, K, n, kRowAlign, [&](int64_t m0, int64_t m1) {
         gemm(lin.data, K, act, out, M, m0, m1);
     });
 }

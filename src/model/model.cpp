@@ -256,7 +256,11 @@ std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int
     auto c = std::make_unique<Context>();
     c->model = model;
     c->n_ctx = n_ctx > 0 ? n_ctx : std::min(hp.n_ctx_train > 0 ? hp.n_ctx_train : kDefaultCtxMax, kDefaultCtxMax);
-    if (n_threads <= 0) n_threads = (int)std::max(1u, std::thread::hardware_concurrency());
+    if (n_threads <= 0) n_threads = usable_cpus();
+    if (n_threads > max_pool_threads())
+        fail("%d threads is too many: this process may use %d CPU(s), and a pool takes at most 4 "
+             "threads per CPU (at most 1024); use -t %d or fewer (0 = %d, the usable CPUs)",
+             n_threads, usable_cpus(), max_pool_threads(), usable_cpus());
     c->n_batch = std::min(n_batch > 0 ? n_batch : 512, c->n_ctx);
     c->n_seq = n_seq > 0 ? n_seq : 1;
     if (c->n_ctx > (1 << 20)) fail("context size %d is too large", c->n_ctx);

@@ -98,7 +98,7 @@ void usage(FILE* out) {
         "  -ctv, --cache-type-v T[,T] ... of the values\n"
         "  -fa, --flash-attn on|off[,..] on (default): tiled attention; off: the exact attention\n"
         "                            (torch's order; needs f32 K and V)\n"
-        "  -t, --threads N[,N]       thread counts (default: all cores)\n"
+        "  -t, --threads N[,N]       thread counts (default: the CPUs this process may use)\n"
         "  -r, --repetitions N       recorded runs per test (default 5)\n"
         "  -b, --batch-size N        tokens per forward pass for prompts (default 512)\n"
         "  -o, --output md|json|csv  table format (default md)\n"
@@ -193,7 +193,8 @@ Args parse_args(int argc, char** argv) {
     if ((!a.pg.empty() || !a.gp.empty()) && !p_given) a.n_prompt.clear();
     if ((!a.pg.empty() || !a.gp.empty()) && !n_given) a.n_gen.clear();
     if (a.models.empty() && !a.membw) die("no model given: pass -m MODEL.gguf (see --help)");
-    if (a.threads.empty()) a.threads = {(int)std::max(1u, std::thread::hardware_concurrency())};
+    if (a.threads.empty()) a.threads = {bitnet_default_n_threads()};
+    for (int t : a.threads) tool::check_threads(t);
     return a;
 }
 

@@ -63,7 +63,7 @@ void usage(FILE* out) {
         "  -p, --prompt TEXT       prompt (with -cnv: the system prompt)\n"
         "  -n, --n-predict N       tokens to generate, per answer with -cnv (default 128;\n"
         "                          -1 = until end of text or full context)\n"
-        "  -t, --threads N         threads (default: all cores)\n"
+        "  -t, --threads N         threads (default: the usable CPUs)\n"
         "  -c, --ctx-size N        context size in tokens (default 0: the model's training context,\n"
         "                          at most 4096)\n"
         "  -b, --batch-size N      tokens per forward pass for the prompt (default 512)\n"
@@ -117,7 +117,7 @@ Args parse_args(int argc, char** argv) {
         else die("unknown argument '" + f + "' (see bitnet-cli --help)");
     }
     if (a.model.empty()) die("no model given: use -m MODEL.gguf (see bitnet-cli --help)");
-    if (a.n_threads < 0) die("-t must be >= 0");
+    tool::check_threads(a.n_threads);
     if (a.n_ctx < 0) die("-c must be >= 0");
     if (a.n_batch <= 0) die("-b must be > 0");
     if (a.n_predict < -1) die("-n must be >= -1");

@@ -49,7 +49,7 @@ void usage(FILE* out) {
         "  -f, --file FILE        text to score (read as UTF-8 bytes)\n"
         "  -c, --ctx-size N       tokens per chunk (default 512, 0 = the model's training context)\n"
         "  -b, --batch-size N     tokens per forward pass (default 512)\n"
-        "  -t, --threads N        threads (default: all cores)\n"
+        "  -t, --threads N        threads (default: the usable CPUs)\n"
         "      --chunks N         score at most N chunks (default -1 = all)\n"
         "%s", tool::kCacheUsage);
 }
@@ -76,7 +76,7 @@ Args parse_args(int argc, char** argv) {
     if (a.file.empty()) die("no text file given: use -f TEXT_FILE (see bitnet-perplexity --help)");
     if (a.n_ctx < 0) die("-c must be >= 0");
     if (a.n_batch <= 0) die("-b must be > 0");
-    if (a.n_threads < 0) die("-t must be >= 0");
+    tool::check_threads(a.n_threads);
     if (a.n_chunks == 0 || a.n_chunks < -1) die("--chunks must be a positive count, or -1 for all");
     return a;
 }

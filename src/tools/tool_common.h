@@ -87,6 +87,20 @@ inline void note_context(const bitnet_model* model, int requested, int n_ctx) {
                              "on; text past %d tokens may lose coherence\n", n_ctx, train, train);
 }
 
+// A -t value: refused (one line, exit 1) above bitnet_max_n_threads(), a warning above the usable
+// CPUs, where the extra threads only take turns on the same cores. 0 means the usable CPUs.
+inline void check_threads(int n) {
+    const int usable = bitnet_default_n_threads(), most = bitnet_max_n_threads();
+    if (n < 0) die("-t must be >= 0");
+    if (n > most)
+        die("-t " + std::to_string(n) + " is too many threads: this process may use " + std::to_string(usable) +
+            " CPU(s), and at most " + std::to_string(most) + " threads (4 per CPU, at most 1024) are accepted; "
+            "use -t " + std::to_string(usable));
+    if (n > usable)
+        std::fprintf(stderr, "warning: -t %d is more threads than the %d CPU(s) this process may use; they will "
+                             "take turns on the same cores (use -t %d)\n", n, usable, usable);
+}
+
 inline double now_s() {
     using namespace std::chrono;
     return duration<double>(steady_clock::now().time_since_epoch()).count();
