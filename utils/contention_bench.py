@@ -16,11 +16,15 @@ import json
 import multiprocessing as mp
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import click
 
-from utils.common import build_dir, run_cli
+if __package__ in (None, ""):  # run as a script: make `utils` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.common import build_dir, run_cli  # noqa: E402
 
 
 def _spin() -> None:
