@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import select
-import shutil
 import socket
 import threading
 import time
@@ -24,27 +23,8 @@ HEAD_LIMIT = 8 << 10
 MAX_CONNECTIONS = 48
 
 
-@pytest.fixture(scope="module")
-def gguf(tmp_path_factory):
-    from conftest import convert_to
-
-    ckpt = tmp_path_factory.mktemp("abuse") / DEFAULT_MODEL_DIR.name
-    shutil.copytree(DEFAULT_MODEL_DIR, ckpt, ignore=shutil.ignore_patterns("*.gguf", ".cache"))
-    return convert_to(ckpt, "i2_s")
-
-
-@pytest.fixture(scope="module")
-def model(engine_lib, gguf):
-    from utils.bindings import Model
-
-    with Model(gguf) as m:
-        yield m
-
-
-def _start(gguf, tmp_path_factory, args):
-    from utils.load_test import local_server
-
-    return local_server(gguf, args, log_path=tmp_path_factory.mktemp("abuse-log") / "server.log")
+# The shipped model's GGUF, its loaded Model and the server starter of the main server tests.
+from test_server import _start, gguf, model  # noqa: E402, F401
 
 
 @pytest.fixture(scope="module")
