@@ -62,6 +62,12 @@ def tiny_packed(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_packed_auto(tmp_path_factory) -> Path:
+    """The same in the layout of the real 2B4T config: AutoBitLinear offline (scale multiplied)."""
+    return _make_checkpoint(tmp_path_factory.mktemp("ckpt"), "packed-auto")
+
+
+@pytest.fixture(scope="session")
 def tiny_bf16(tmp_path_factory) -> Path:
     """Tiny BitNet checkpoint with bf16 master weights (ternarized by the converter)."""
     return _make_checkpoint(tmp_path_factory.mktemp("ckpt"), "bf16", seed=1)

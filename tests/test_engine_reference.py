@@ -1,9 +1,11 @@
 """The engine against an independent reference: Hugging Face transformers' BitNetForCausalLM
 (float32, one thread) on tiny checkpoints made by the dummy-model generator.
 
-Both checkpoint formats are covered: the packed offline format of microsoft/bitnet-b1.58-2B-4T
-(uint8 codes + weight_scale, run by transformers' BitLinear) and bf16 master weights (ternarized
-online by transformers' AutoBitLinear, offline by our converter).
+Three checkpoint layouts are covered: packed offline codes run by transformers' BitLinear (uint8
+codes, weight_scale divided by), the same codes in the layout of the real microsoft/bitnet-b1.58-
+2B-4T config (offline AutoBitLinear: weight_scale multiplied; transformers loads it in bf16, so the
+reference is cast to float32, which changes no stored value: lossless_check.autobitlinear_in_float32),
+and bf16 master weights (ternarized online by transformers' AutoBitLinear, offline by our converter).
 
 Tolerance. Ternary products are exact integers on both sides; what differs is float32 rounding in
 the norms, RoPE, softmax and the final rescale, so positions agree to ~1e-6 of the logits' scale
@@ -27,6 +29,7 @@ import numpy as np
 import pytest
 
 from conftest import EXACT_ATTN, EXACT_ATTN_FLAGS
+from utils.lossless_check import autobitlinear_in_float32
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -59,8 +62,7 @@ def _reference(ckpt):
             linear_class="autobitlinear", quantization_mode="online"
         )
     model = BitNetForCausalLM.from_pretrained(ckpt, dtype=torch.float32, **kwargs)
-    model.eval()
-    return model
+    return autobitlinear_in_float32(model).eval()
 
 
 def _hf_tokenize(ckpt, text):
@@ -70,11 +72,11 @@ def _hf_tokenize(ckpt, text):
     return tok.encode(text, add_special_tokens=True).ids
 
 
-@pytest.fixture(scope="module", params=["packed", "bf16"])
-def case(request, engine_lib, tiny_packed, tiny_bf16):
+@pytest.fixture(scope="module", params=["packed", "packed-auto", "bf16"])
+def case(request, engine_lib, tiny_packed, tiny_packed_auto, tiny_bf16):
     from conftest import convert_to
 
-    ckpt = tiny_packed if request.param == "packed" else tiny_bf16
+    ckpt = {"packed": tiny_packed, "packed-auto": tiny_packed_auto, "bf16": tiny_bf16}[request.param]
     return request.param, ckpt, _reference(ckpt), convert_to(ckpt, "i2_s")
 
 

@@ -201,7 +201,21 @@ def load_reference(model_dir: Path):
                                                           quantization_mode="online")
     model = BitNetForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
                                               **kwargs)
-    return model.eval()
+    return autobitlinear_in_float32(model).eval()
+
+
+def autobitlinear_in_float32(model):
+    """model computing in float32 when its config is offline AutoBitLinear (the real 2B4T's: packed
+    codes, weight_scale multiplied). For that config transformers loads every tensor in the
+    checkpoint's bf16, whatever dtype was asked for, and a float32 forward then fails (BFloat16 !=
+    float in F.linear). Every stored value (codes -1, 0, 1, bf16 scales, norms, embeddings) is exact
+    in float32, so casting the model changes no value, only the arithmetic: the reference computes
+    in float32 like the other layouts' references, with no looser tolerance."""
+    import torch
+
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model = model.to(torch.float32)
+    return model
 
 
 def reference_greedy(model, prompt: list[int], n: int) -> np.ndarray:
