@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from utils.common import (DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, default_threads, display_path, engine_tool,
+from bitnet.common import (DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, default_threads, display_path, engine_tool,
                           run_cli, run_tool)
 
 

@@ -5,11 +5,10 @@ requirements.txt`` brings them), so a machine needs only a C++ compiler.
 configured with a ninja that no longer exists, e.g. after re-creating the venv) and then runs
 ``cmake --build``; deciding what is out of date is Ninja's job, so a second run takes a moment.
 Both commands go to one log file; a failure is reported with the command, its exit code and the
-tail of the compiler output (see ``utils.common.run_logged``).
+tail of the compiler output (see ``bitnet.common.run_logged``).
 
-CLI (used by .ci/run for the sanitizer build)::
-
-    python utils/build.py [--build-dir DIR] [--sanitize] [-j N] [--log-dir DIR]
+The same code builds for ``setup_env.py`` and ``utils/build.py`` (into the clone's ``build/``);
+``pip install .`` builds through scikit-build-core (pyproject.toml) from the same CMakeLists.txt.
 """
 
 from __future__ import annotations
@@ -19,12 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import click
-
-if __package__ in (None, ""):  # run as a script: make `utils` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from utils.common import REPO_ROOT, BitnetError, LiveLine, build_dir, run_cli, run_logged
+from bitnet.common import REPO_ROOT, BitnetError, LiveLine, build_dir, run_logged
 
 
 def _package_bin_dir(name: str) -> str | None:
@@ -91,7 +85,7 @@ def build_engine(
     cmake_args: Sequence[str] = (),
     log_name: str = "build.log",
 ) -> Path:
-    """Configure (if needed) and build the engine in ``bdir`` (default: ``utils.common.build_dir()``)
+    """Configure (if needed) and build the engine in ``bdir`` (default: ``bitnet.common.build_dir()``)
     and return its ``bin`` directory (holding ``bitnet-cli``).
 
     ``jobs`` caps parallel compile jobs (default: Ninja's choice). ``cmake_args`` are extra
@@ -119,23 +113,3 @@ def build_engine(
     finally:
         live.clear()
     return bdir / "bin"
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--build-dir", "build_dir_opt", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Build directory  [default: $BITNET_BUILD_DIR or build]")
-@click.option("--sanitize", is_flag=True,
-              help="Configure with AddressSanitizer + UBSan (-DBITNET_SANITIZE=ON).")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Parallel compile jobs  [default: Ninja's choice]")
-@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("logs"),
-              show_default=True, help="Where build.log goes.")
-def main(build_dir_opt: Path | None, sanitize: bool, jobs: int | None, log_dir: Path) -> None:
-    """Configure (once) and build the engine with CMake + Ninja."""
-    args = ["-DBITNET_SANITIZE=ON"] if sanitize else []
-    bin_dir = build_engine(build_dir_opt, log_dir, jobs=jobs, cmake_args=args)
-    click.echo(f"built: {bin_dir}")
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.common import DEFAULT_MODEL_DIR
+from bitnet.common import DEFAULT_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = Path()  # the shipped model's GGUF, set by _shipped_model before any test runs
@@ -99,7 +99,7 @@ CONVERSATIONS = {"system": [SYSTEM, *TURNS], "no-system": TURNS, "one-turn": [SY
 
 @pytest.fixture(scope="module")
 def model(engine_lib):
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     with Model(MODEL) as m:
         yield m
@@ -140,7 +140,7 @@ def test_model_template_is_recognized(model):
 
 
 def test_unknown_template_is_a_clear_error(model):
-    from utils.bindings import BitnetError, chat_template_names
+    from bitnet.bindings import BitnetError, chat_template_names
 
     assert chat_template_names() == ["bitnet", "llama3", "falcon3", "chatml"]
     mistral = "{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}"
@@ -164,7 +164,7 @@ def run_chat(engine_bin: Path, stdin: str, *extra: str) -> subprocess.CompletedP
 def fresh_greedy_answer(model, msgs: list[dict], n_predict: int) -> bytes:
     """The answer bitnet-cli must give: the whole conversation evaluated in a new context, then
     greedy tokens until an end-of-generation token or n_predict tokens."""
-    from utils.bindings import Context, Sampler
+    from bitnet.bindings import Context, Sampler
 
     prompt = model.tokenize(model.chat_apply(msgs), add_bos=False, parse_special=True)
     with Context(model, n_ctx=512, n_threads=1) as ctx, Sampler(temperature=0) as sampler:

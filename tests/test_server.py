@@ -16,7 +16,7 @@ import urllib.parse
 
 import pytest
 
-from utils.common import DEFAULT_MODEL_DIR
+from bitnet.common import DEFAULT_MODEL_DIR
 
 openai = pytest.importorskip("openai")
 
@@ -36,7 +36,7 @@ def gguf(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(engine_lib, gguf):
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     with Model(gguf) as m:
         yield m
@@ -99,7 +99,7 @@ def _wait_for(pred, what: str, timeout: float = 10.0) -> None:
 def _reference(model, tokens: list[int], n: int) -> tuple[str, str]:
     """The engine's greedy continuation through the bindings, without the server: (text, finish
     reason)."""
-    from utils.bindings import Context
+    from bitnet.bindings import Context
 
     with Context(model, n_ctx=256, n_threads=1) as ctx:
         logits, out = ctx.decode(tokens)[-1], []
@@ -211,7 +211,7 @@ def test_stop_strings_never_leak(server, model):
 
 
 def test_stop_filter_holds_back_prefixes():
-    from utils.server.scheduler import StopFilter
+    from bitnet.server.scheduler import StopFilter
 
     f = StopFilter(["abc", "xy"])
     assert f.push("123a") == ("123", False)

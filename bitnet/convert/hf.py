@@ -1,4 +1,5 @@
-"""Convert a Hugging Face ternary checkpoint to GGUF, in the layout bitnet.cpp and llama.cpp use.
+"""Convert a Hugging Face ternary checkpoint to GGUF, in the layout bitnet.cpp and llama.cpp use
+(the library behind utils/convert_hf_to_gguf.py, setup_env.py and BitNetModel.from_pretrained).
 
 Three architectures, recognized from config.json:
 
@@ -21,11 +22,11 @@ Each writes `<arch>.hidden_activation` ("relu2" or "silu", llama.cpp's key) besi
 * master-weight checkpoints (bf16 or fp16, like 1bitLLM's and the -bf16 repos): float linears,
   ternarized here with absmean exactly as transformers and 1bitLLM's code do online.
 
-Ternary linears are written as I2_S (type 36, see utils/ternary.py; rows whose length is not a
+Ternary linears are written as I2_S (type 36, see bitnet/formats/ternary.py; rows whose length is not a
 multiple of 128 end in a zero-padded block), as the lookup-table types TL1 / TL2 (types 38 / 39,
-see utils/tl_pack.py; the file records their row block under `bitnet.tl.bm`), or dequantized to
+see bitnet/formats/tl_pack.py; the file records their row block under `bitnet.tl.bm`), or dequantized to
 F16/F32; norms are F32; the
-embedding and output matrix are F32, F16, Q8_0, Q6_K or Q4_0 (utils/quants.py). Tensors are
+embedding and output matrix are F32, F16, Q8_0, Q6_K or Q4_0 (bitnet/formats/quants.py). Tensors are
 converted and written one at a time, into a temporary file that is renamed at the end, so a
 failure never leaves a half-written model behind.
 """
@@ -33,7 +34,6 @@ failure never leaves a half-written model behind.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -42,14 +42,11 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
 from safetensors import safe_open
 
-if __package__ in (None, ""):  # run as `python utils/convert_hf_to_gguf.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from utils.common import read_json  # noqa: E402
-from utils.vocab import add_tokenizer  # noqa: E402
-from utils.gguf_reader import tensor_nbytes  # noqa: E402
-from utils.ternary import I2S_TYPE_ID, absmean_quantize, pack_i2s, unpack_hf  # noqa: E402
-from utils.tl_pack import (  # noqa: E402
+from bitnet.common import read_json
+from bitnet.convert.vocab import add_tokenizer
+from bitnet.formats.gguf_reader import tensor_nbytes
+from bitnet.formats.ternary import I2S_TYPE_ID, absmean_quantize, pack_i2s, unpack_hf
+from bitnet.formats.tl_pack import (
     TL_BLOCK_KEY,
     TL_BM,
     TL_LAYOUT,
@@ -255,8 +252,8 @@ def _permute_rows(t: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def _quants():
-    """utils/quants.py (quantized embedding types), imported on first use."""
-    from utils import quants
+    """bitnet/formats/quants.py (quantized embedding types), imported on first use."""
+    from bitnet.formats import quants
 
     return quants
 
@@ -439,23 +436,3 @@ def convert(model_dir: str | Path, outfile: str | Path | None = None, outtype: s
         tmp.unlink(missing_ok=True)
         raise
     return out
-
-
-@click.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--outtype", "-q", default="i2_s", show_default=True, type=click.Choice(list(FILE_TYPES)),
-              help="Type of the ternary linear weights.")
-@click.option("--outfile", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output path [default: MODEL_DIR/ggml-model-<outtype>.gguf].")
-@click.option("--embd-type", type=click.Choice(list(EMBD_TYPES)),
-              help="Type of token_embd and output.weight [default: q6_k for i2_s (q8_0 when the hidden "
-                   "size is not a multiple of 256), else the --outtype].")
-def main(model_dir, outtype, outfile, embd_type):
-    """Convert a Hugging Face ternary checkpoint (BitNet b1.58 2B4T, 1bitLLM, ternary Llama /
-    Falcon3 / Falcon-E) in MODEL_DIR to GGUF."""
-    path = convert(model_dir, outfile, outtype=outtype, embd_type=embd_type)
-    click.echo(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

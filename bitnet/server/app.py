@@ -15,7 +15,7 @@ Bodies are read as they stream in, counted and timed: more than ``max_body_size`
 once when Content-Length says so, else as soon as the count passes it, whatever Content-Length
 claimed), a body not complete within ``body_timeout`` seconds a 408; both close the connection, so
 the rest of the body is never read. The limits on connections and request heads are uvicorn's side
-(utils/server/http.py). A client that leaves early is logged at info level, without a traceback.
+(bitnet/server/http.py). A client that leaves early is logged at info level, without a traceback.
 
 The request handlers run on the event loop; generation runs on the scheduler's thread, which hands
 each request's events back through ``loop.call_soon_threadsafe``. A streaming client that goes away
@@ -48,9 +48,9 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from utils.bindings import BitnetError, Model
-from utils.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
-from utils.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
+from bitnet.bindings import BitnetError, Model
+from bitnet.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
+from bitnet.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
                                     Unavailable)
 
 log = logging.getLogger("bitnet.server")

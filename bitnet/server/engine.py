@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.bindings import BitnetError, Context, Model
+from bitnet.bindings import BitnetError, Context, Model
 
 
 @dataclass(frozen=True)

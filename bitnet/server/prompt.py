@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from utils.bindings import Model
+from bitnet.bindings import Model
 
 # U+2003 EM SPACE pads the placeholders: Python whitespace, so Jinja's trim removes it, and text no
 # template writes itself, so finding it next to a placeholder means the template kept it.

@@ -39,8 +39,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from utils.bindings import BitnetError, Model, Sampler
-from utils.server.engine import BatchEngine, StepEntry
+from bitnet.bindings import BitnetError, Model, Sampler
+from bitnet.server.engine import BatchEngine, StepEntry
 
 log = logging.getLogger("bitnet.server")
 
