@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bitnet.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, read_json, run_cli
+from bitnet.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
 
 if TYPE_CHECKING:
     from bitnet.hub import KnownModel
@@ -57,31 +57,6 @@ def _check_checkpoint(model_dir: Path) -> None:
     if missing:
         raise BitnetError(f"{model_dir} is not a Hugging Face checkpoint: no {' and no '.join(missing)} "
                           "in it (expected config.json, *.safetensors and tokenizer files)")
-
-
-def _conversion_inputs(model_dir: Path) -> list[Path]:
-    """Files whose change makes a converted GGUF stale: the checkpoint's files and the converter."""
-    files = [p for p in model_dir.iterdir()
-             if p.is_file() and not p.name.startswith(".") and ".gguf" not in p.name]
-    return files + [REPO_ROOT / name for name in ("bitnet/convert/hf.py", "bitnet/formats/ternary.py",
-                                                  "bitnet/formats/tl_pack.py")]
-
-
-def _is_up_to_date(gguf: Path, model_dir: Path, embd_type: str) -> bool:
-    if not gguf.is_file():
-        return False
-    newest_input = max((p.stat().st_mtime for p in _conversion_inputs(model_dir) if p.exists()), default=0)
-    if gguf.stat().st_mtime <= newest_input:
-        return False
-    from bitnet.formats.gguf_reader import read_gguf  # numpy + gguf: imported only when needed
-
-    try:
-        embd = read_gguf(gguf).tensors.get("token_embd.weight")
-    except (ValueError, UnicodeDecodeError, OSError):  # truncated or foreign file: convert again
-        return False
-    from bitnet.convert.hf import embd_ggml_type
-
-    return embd is not None and embd.type_id == embd_ggml_type(embd_type)
 
 
 def _step(n: int, text: str) -> None:
@@ -139,13 +114,14 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
     _step(2, f"building the engine (log: {display_path(log_dir / 'build.log')})")
     build_engine(log_dir=log_dir)
 
-    gguf = model_dir / f"ggml-model-{quant_type}.gguf"
-    from bitnet.convert.hf import Hparams, convert, default_embd_type
+    from bitnet.convert.hf import gguf_for
 
-    embd_type = quant_embd or default_embd_type(quant_type, Hparams(read_json(model_dir / "config.json")).hidden)
-    if _is_up_to_date(gguf, model_dir, embd_type):
+    gguf, embd_type, current = gguf_for(model_dir, quant_type, quant_embd)
+    if current:
         _step(3, f"{display_path(gguf)} is up to date (newer than its checkpoint): skipping conversion")
     else:
+        from bitnet.convert.hf import convert
+
         _step(3, f"converting to {quant_type} (embeddings {embd_type}): {display_path(gguf)}")
         convert(model_dir, gguf, outtype=quant_type, embd_type=embd_type)
     _print_ready(gguf)

@@ -133,6 +133,9 @@ class _FakeEngine:
             raise self.fail_free
         self.lengths[slot] = 0
 
+    def truncate(self, slot, n_keep):
+        self.lengths[slot] = min(self.lengths[slot], n_keep)
+
     def n_past(self, slot):
         return self.lengths[slot]
 
@@ -408,7 +411,8 @@ def test_scheduler_survives_a_failed_step(engine_lib):
         sched.submit(Request([1, 2, 3], SamplingParams(max_tokens=4), on_event))
         assert done.wait(30)
         assert events[-1] == Finished("length", 3, 4)
-        assert sched.failure is None and engine.lengths == [0, 0]
+        # the finished request's tokens stay for a later prompt: 3 of the prompt, 3 of the 4 sampled
+        assert sched.failure is None and engine.lengths == [6, 0]
     finally:
         sched.close()
 

@@ -436,3 +436,37 @@ def convert(model_dir: str | Path, outfile: str | Path | None = None, outtype: s
         tmp.unlink(missing_ok=True)
         raise
     return out
+
+
+def _conversion_inputs(model_dir: Path) -> list[Path]:
+    """Files whose change makes a converted GGUF stale: the checkpoint's files and the converter."""
+    files = [p for p in model_dir.iterdir()
+             if p.is_file() and not p.name.startswith(".") and ".gguf" not in p.name]
+    package = Path(__file__).resolve().parent.parent
+    return files + [package / name for name in ("convert/hf.py", "formats/ternary.py", "formats/tl_pack.py")]
+
+
+def _is_up_to_date(gguf: Path, model_dir: Path, embd_type: str) -> bool:
+    if not gguf.is_file():
+        return False
+    newest_input = max((p.stat().st_mtime for p in _conversion_inputs(model_dir) if p.exists()), default=0)
+    if gguf.stat().st_mtime <= newest_input:
+        return False
+    from bitnet.formats.gguf_reader import read_gguf
+
+    try:
+        embd = read_gguf(gguf).tensors.get("token_embd.weight")
+    except (ValueError, UnicodeDecodeError, OSError):  # truncated or foreign file: convert again
+        return False
+    return embd is not None and embd.type_id == embd_ggml_type(embd_type)
+
+
+def gguf_for(model_dir: Path, outtype: str = "i2_s", embd_type: str | None = None) -> tuple[Path, str, bool]:
+    """Where the conversion of the checkpoint in model_dir goes (``ggml-model-<outtype>.gguf`` beside
+    it), the embedding type it gets (``embd_type``, or the default for outtype and the hidden size)
+    and whether that file is current: newer than the checkpoint and the converter, and written
+    with that embedding type. setup_env.py and BitNetModel.from_pretrained convert only when not."""
+    model_dir = Path(model_dir)
+    gguf = model_dir / f"ggml-model-{outtype}.gguf"
+    embd_type = embd_type or default_embd_type(outtype, Hparams(read_json(model_dir / "config.json")).hidden)
+    return gguf, embd_type, _is_up_to_date(gguf, model_dir, embd_type)

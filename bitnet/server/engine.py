@@ -3,8 +3,8 @@
 The scheduler (scheduler.py) talks to the engine only through ``BatchEngine``: each step hands it,
 for some of its ``n_slots`` sequence slots, the next tokens of that sequence (a prompt chunk, or the
 one token just sampled) and whether the logits after them are wanted; ``free`` forgets a slot's
-tokens so a new request can reuse it. Positions are implicit: a slot's tokens follow the ones it
-already holds.
+tokens and ``truncate`` keeps a prefix of them, for the next request to reuse. Positions are
+implicit: a slot's tokens follow the ones it already holds.
 
 ``SlotEngine`` implements it over the engine's multi-sequence call: a step is ONE
 ``bitnet_decode_batch`` over the entries' tokens concatenated (``seq_ids`` = the entry's slot,
@@ -59,6 +59,10 @@ class BatchEngine(abc.ABC):
         """Forgets the slot's tokens; its next step starts at position 0."""
 
     @abc.abstractmethod
+    def truncate(self, slot: int, n_keep: int) -> None:
+        """Keeps the slot's first n_keep tokens; its next step continues after them."""
+
+    @abc.abstractmethod
     def n_past(self, slot: int) -> int:
         """Tokens the slot holds."""
 
@@ -104,6 +108,9 @@ class SlotEngine(BatchEngine):
 
     def free(self, slot: int) -> None:
         self._ctx.seq_clear(slot)
+
+    def truncate(self, slot: int, n_keep: int) -> None:
+        self._ctx.seq_truncate(slot, n_keep)
 
     def n_past(self, slot: int) -> int:
         return self._ctx.seq_length(slot)
