@@ -17,7 +17,7 @@ and each request samples with its own sampler.
 Thread safety: ``generate``, ``chat``, ``create_completion``, ``create_chat_completion`` and
 ``batch_generate`` may be called from several threads at once (the requests queue for the
 slots; ``batch_generate`` runs beside them on its own slots); ``tokenize`` and ``detokenize``
-too. ``last_eval_tokens`` and ``last_cached_tokens`` describe the latest request that finished,
+too. ``last_eval_tokens``, ``last_cached_tokens`` and ``last_generated_tokens`` describe the latest request that finished,
 whichever thread made it. A ``history`` list given to ``chat`` belongs to one thread. ``close``
 must not race with calls in flight.
 """
@@ -102,12 +102,14 @@ class BitNetModel:
 
     def __init__(self, path: str | os.PathLike, *, n_threads: int = 0, context_length: int = 0,
                  n_parallel: int = 1, n_batch: int = 512, chat_template: str | None = None,
-                 generation_config: GenerationConfig | None = None):
+                 generation_config: GenerationConfig | None = None, type_k: str = "f32", type_v: str = "f32",
+                 flash_attn: bool = True):
         """Loads the GGUF file at path. n_threads: 0 for the CPUs this process may use;
         context_length: tokens per sequence, prompt and answer together (0: the model's training
         context, at most 4096); n_parallel: requests generated at the same time; n_batch: most
         prompt tokens per forward pass; chat_template: a built-in template name instead of the
-        model's. Raises ModelLoadError (missing or invalid file), InvalidArgumentError, BitnetError."""
+        model's; type_k, type_v, flash_attn: the KV cache types ("f32", "f16", "q8_0") and the
+        attention (False: the exact one, f32 only), as run_inference.py's -ctk/-ctv/-fa. Raises ModelLoadError (missing or invalid file), InvalidArgumentError, BitnetError."""
         self.path = Path(path)
         for name, value, least in (("n_threads", n_threads, 0), ("context_length", context_length, 0),
                                    ("n_parallel", n_parallel, 1), ("n_batch", n_batch, 1)):
@@ -130,14 +132,16 @@ class BitNetModel:
         self.n_threads = n_threads or bindings.default_n_threads()
         self.n_batch = n_batch
         self.generation_config = generation_config or GenerationConfig()
+        self._context_options = {"type_k": type_k, "type_v": type_v, "flash_attn": flash_attn}
         self._engine = SlotEngine(self._model, n_slots=n_parallel, n_ctx=context_length, n_threads=self.n_threads,
-                                  n_batch=n_batch)
+                                  n_batch=n_batch, **self._context_options)
         self._scheduler = Scheduler(self._engine, self._model, batch_size=n_batch, queue_size=_QUEUE_SIZE)
         self._scheduler.start()
         self._vocab: Vocab | None = None
         self._lock = threading.Lock()
         self.last_eval_tokens = 0    # prompt tokens the latest finished request evaluated
         self.last_cached_tokens = 0  # prompt tokens it found in the cache instead
+        self.last_generated_tokens = 0
         self._closed = False
 
     @classmethod
@@ -156,6 +160,11 @@ class BitNetModel:
     def n_ctx(self) -> int:
         """Tokens one request holds, prompt and answer together."""
         return self._engine.n_ctx
+
+    @property
+    def chat_template_name(self) -> str | None:
+        """The chat template chat() uses: the one given, else the model's recognized one (None: none)."""
+        return self.chat_template or self._model.chat_template
 
     @property
     def n_vocab(self) -> int:
@@ -210,7 +219,7 @@ class BitNetModel:
         if params.max_tokens is not None:
             n_ctx = min(n_ctx, max(map(len, tokens)) + params.max_tokens)
         engine = SlotEngine(self._model, n_slots=min(batch_size, len(tokens)), n_ctx=n_ctx,
-                            n_threads=self.n_threads, n_batch=self.n_batch)
+                            n_threads=self.n_threads, n_batch=self.n_batch, **self._context_options)
         scheduler = Scheduler(engine, self._model, batch_size=self.n_batch, queue_size=len(tokens))
         scheduler.start()
         try:
@@ -377,6 +386,7 @@ class BitNetModel:
                     elif isinstance(ev, Finished):
                         self.last_eval_tokens = ev.prompt_tokens - ev.cached_tokens
                         self.last_cached_tokens = ev.cached_tokens
+                        self.last_generated_tokens = ev.completion_tokens
                         if on_finish is not None:
                             on_finish(ev)
                         return

@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from bitnet.convert.hf import convert
-from bitnet.convert.hf import main
+from utils.convert_hf_to_gguf import main
 from utils.generate_dummy_model import generate
 from bitnet.formats.gguf_reader import read_gguf
 

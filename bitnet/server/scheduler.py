@@ -330,7 +330,7 @@ class Scheduler:
     def _drop_cancelled(self) -> None:
         for r in [r for r in self._running if r.req.cancelled]:
             self._running.remove(r)
-            self._release(r.slot)
+            self._release(r.slot, self._fed(r))
             self._cancelled_total += 1
 
     def _admit(self) -> None:
@@ -422,14 +422,17 @@ class Scheduler:
         if not cancelled:  # before freeing the slot, which may fail and stop the loop
             _emit(r.req, event)
         with self._lock:
-            # A finished request's tokens stay for the next prompt that starts with them (the last
-            # sampled token was never fed); after a failure the slot's state is unknown.
-            kept = r.req.prompt + r.generated[:-1] if isinstance(event, Finished) else None
-            self._release(r.slot, kept)
+            # A finished request's tokens stay for the next prompt that starts with them; after a
+            # failure the slot's state is unknown.
+            self._release(r.slot, self._fed(r) if isinstance(event, Finished) else None)
 
-    def _release(self, slot: int, kept: list[int] | None = None) -> None:
+    def _fed(self, r: _Running) -> list[int]:
+        """The tokens r put in its slot: what was fed is a prefix of its prompt and samples."""
+        return (r.req.prompt + r.generated)[:self.engine.n_past(r.slot)]
+
+    def _release(self, slot: int, kept: list[int] | None) -> None:
         """Returns slot to the free ones, keeping its cached tokens `kept` (None: clears it)."""
-        if kept is None or self.engine.n_past(slot) != len(kept):
+        if kept is None:
             self.engine.free(slot)
             kept = []
         self._cached[slot] = kept
