@@ -181,10 +181,12 @@ class BitNetModel:
     def tokenize(self, text: str | bytes, add_bos: bool = True, special: bool = True) -> list[int]:
         """Token ids of text; add_bos: begin with the model's BOS token; special: texts of special
         tokens (``<|eot_id|>``) become those tokens."""
+        self._check_open()
         return self._model.tokenize(text, add_bos=add_bos, parse_special=special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """The text of tokens (Hugging Face's decode). InvalidArgumentError for an id outside the vocabulary."""
+        self._check_open()
         try:
             return self._model.detokenize(list(tokens))
         except BitnetError as e:
@@ -262,6 +264,7 @@ class BitNetModel:
         """The conversation rendered with the chat template, up to the assistant's turn, as
         tokens; only the template's own markers become special tokens (a message cannot forge a
         turn). Raises InvalidArgumentError (malformed messages, no chat template)."""
+        self._check_open()
         for i, m in enumerate(messages):
             if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
                 raise InvalidArgumentError(f"messages[{i}] must be a dict with string 'role' and 'content', got {m!r}")
@@ -344,6 +347,11 @@ class BitNetModel:
 
     # ---- plumbing -------------------------------------------------------------------------------
 
+    def _check_open(self) -> None:
+        # The engine's objects are gone after close(): a call then would reach freed memory.
+        if self._closed:
+            raise BitnetError("this BitNetModel is closed")
+
     def _config(self, config: GenerationConfig | None, kwargs: dict) -> GenerationConfig:
         config = config if config is not None else self.generation_config
         if not isinstance(config, GenerationConfig):
@@ -367,8 +375,7 @@ class BitNetModel:
                on_finish: Callable[[Finished], None] | None = None) -> Iterator[str]:
         """Submits one request now (so that its errors are raised here) and returns the iterator
         of its text; closing the iterator early cancels the request."""
-        if self._closed:
-            raise BitnetError("this BitNetModel is closed")
+        self._check_open()
         if len(tokens) >= scheduler.n_ctx:
             raise ContextLengthError(f"the prompt is {len(tokens)} tokens, and a request's context holds "
                                      f"{scheduler.n_ctx}, prompt and answer together: shorten it or load the "
