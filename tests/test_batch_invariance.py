@@ -37,7 +37,7 @@ def _tokens(n_vocab: int, n: int, seed: int) -> list[int]:
 def check_file(path: str) -> list[str]:
     """Runs in a subprocess with BITNET_ISA set: every way of batching against one token at a time.
     Returns the differences found (empty when every logit agrees bit for bit)."""
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     problems = []
     with Model(path) as model:
@@ -95,7 +95,7 @@ def files(engine_lib, tiny_packed, tmp_path_factory):
     from test_foreign_gguf import llama_cpp_tq, rewrite
 
     from conftest import convert_to
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
 
     root = tmp_path_factory.mktemp("batch")
     out = {f"i2_s+{e}": convert(tiny_packed, root / f"i2s-{e}.gguf", embd_type=e)

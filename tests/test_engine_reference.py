@@ -81,7 +81,7 @@ def case(request, engine_lib, tiny_packed, tiny_packed_auto, tiny_bf16):
 
 
 def test_logits_match_reference(case):
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     fmt, ckpt, ref, gguf = case
     errs = []
@@ -115,7 +115,7 @@ def test_greedy_continuations_identical(case, attn):
     reference itself is at a near-tie (top-1/top-2 margin below what one quantizer flip can move,
     see the module docstring); most prompts must match all the way. The exact attention and the
     tiled one (whose sums differ from torch's by float rounding) are held to the same rule."""
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     fmt, ckpt, ref, gguf = case
     n_new = 32
@@ -152,7 +152,7 @@ def test_batched_prompt_equals_token_by_token(engine_lib, tiny_gguf):
     """The KV cache path (one token at a time) and the batched prompt path agree: bit for bit with
     the tiled attention (test_attention.py covers more batch sizes, threads and cache types), to a
     quantizer flip with the exact one, whose summation order follows torch's batch."""
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     with Model(tiny_gguf) as m:
         ids = m.tokenize("A batch of tokens, evaluated two ways.", add_bos=True)
@@ -171,7 +171,7 @@ def test_batched_prompt_equals_token_by_token(engine_lib, tiny_gguf):
 def test_f32_and_i2s_files_agree(engine_lib, tiny_packed):
     """The same ternary weights stored as F32 and as I2_S give the same logits."""
     from conftest import convert_to
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     outs = []
     for t in ("f32", "i2_s"):

@@ -35,7 +35,7 @@ logit std ~4. The tokenizer is a Llama-3-style byte-level BPE trained on Python'
 (pydoc_data.topics, always available offline), padded with Llama-3 reserved special tokens when
 training cannot reach the requested vocabulary; the `bitnet` architecture uses it too although
 the real 1bitLLM models have a Llama-2 SentencePiece vocabulary (the engine does not care which
-vocabulary a checkpoint has; the SentencePiece dummy is built by utils/vocab.py once it has one).
+vocabulary a checkpoint has; the SentencePiece dummy is built by bitnet/convert/vocab.py once it has one).
 
 The safetensors file is written tensor by tensor (header first, then each tensor's bytes), so
 the 2B4T shape needs well under 4 GB of RAM.
@@ -58,8 +58,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python utils/generate_dummy_model.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.ternary import absmean_quantize, pack_hf  # noqa: E402
-from utils.vocab import build_spm_tokenizer  # noqa: E402
+from bitnet.formats.ternary import absmean_quantize, pack_hf  # noqa: E402
+from bitnet.convert.vocab import build_spm_tokenizer  # noqa: E402
 
 BF16 = ml_dtypes.bfloat16
 
