@@ -43,6 +43,11 @@ namespace {
 
 constexpr double kUnit = 1.0 / (1 << 24);  // float32 unit roundoff
 
+// Below this size the exact output matrix stays in the caches of a few cores, and reading a compact
+// copy instead saves no time (README: certified output, measured on the shipped model): auto
+// leaves such models on the exact path.
+constexpr size_t kAutoMinBytes = size_t(32) << 20;
+
 double gamma_for(int64_t k) {
     const double n = (double)k + 16;
     return n * kUnit / (1.0 - n * kUnit);
@@ -103,12 +108,15 @@ void exact_row(const Linear& out, const float* x, float* logits, int64_t m) {
 
 }  // namespace
 
-uint32_t output_compact_type(int64_t k) {
+uint32_t output_compact_type(int64_t k, size_t exact_bytes) {
     const char* env = std::getenv("BITNET_OUTPUT_COMPACT");
     const std::string want = env && *env ? env : "auto";
     uint32_t type;
     if (want == "off") return 0;
-    if (want == "auto") return k % QK_K == 0 ? TYPE_Q6_K : k % QK8_0 == 0 ? TYPE_Q4_0 : 0;
+    if (want == "auto") {
+        if (exact_bytes < kAutoMinBytes) return 0;
+        return k % QK_K == 0 ? TYPE_Q6_K : k % QK8_0 == 0 ? TYPE_Q4_0 : 0;
+    }
     if (want == "q6_k") type = TYPE_Q6_K;
     else if (want == "q4_0") type = TYPE_Q4_0;
     else if (want == "q8_0") type = TYPE_Q8_0;

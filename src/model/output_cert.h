@@ -30,10 +30,10 @@ struct OutputCert {
 };
 
 // The compact type asked for by BITNET_OUTPUT_COMPACT (auto | off | q6_k | q4_0 | q8_0) for an
-// exact output matrix with rows of k values; TYPE_F32 (0) stands for "none". auto: Q6_K when k is
-// a multiple of 256, else Q4_0 (see README: Certified output). Throws bitnet::Error for an
-// unknown name or a type whose blocks do not divide k.
-uint32_t output_compact_type(int64_t k);
+// exact output matrix with rows of k values in exact_bytes bytes; TYPE_F32 (0) stands for "none".
+// auto: none below 32 MiB, else Q6_K when k is a multiple of 256, else Q4_0 (README: certified
+// output). Throws bitnet::Error for an unknown name or a type whose blocks do not divide k.
+uint32_t output_compact_type(int64_t k, size_t exact_bytes);
 
 // Builds m.cert from m.output (F16 or F32) as `type`, on n_threads threads. Leaves m.cert empty
 // (compact.data == nullptr) for type 0 or another output type.
