@@ -155,6 +155,7 @@ int main(int argc, char** argv) {
     const int n_scored = n_ctx - 1 - first;  // per chunk: positions first+1 .. n_ctx-1
 
     bitnet_context_params cp = bitnet_context_default_params();
+    cp.exact_output = 1;  // perplexity reads the logit of every target token, not only the top ones
     cp.n_ctx = n_ctx;
     cp.n_threads = a.n_threads;
     cp.n_batch = std::min(a.n_batch, n_ctx);
