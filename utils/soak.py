@@ -38,10 +38,10 @@ from pathlib import Path
 
 import click
 
-if __package__ in (None, ""):  # run as a script: make `utils` importable
+if __package__ in (None, ""):  # run as a script: make `bitnet` and `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import DEFAULT_MODEL, BitnetError, display_path, run_cli
+from bitnet.common import DEFAULT_MODEL, BitnetError, display_path, run_cli
 from utils.load_test import local_server_process
 
 # Relative frequency of each kind of traffic.

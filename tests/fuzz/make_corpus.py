@@ -61,7 +61,7 @@ def model_seeds(work: Path) -> dict[str, bytes]:
 
     from test_falcon_vocab import train_falcon, write_checkpoint_tokenizer
     from test_foreign_gguf import llama_cpp_tq, rewrite
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
     from utils.generate_dummy_model import generate
 
     def conv(ckpt: Path, name: str, outtype: str = "i2_s", embd_type: str = "q4_0") -> Path:
