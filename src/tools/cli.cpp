@@ -446,6 +446,12 @@ int main(int argc, char** argv) {
     cp.n_threads = a.n_threads;
     cp.n_batch = a.n_batch;
     a.cache.apply(cp);
+    // Certified output (bitnet.h) makes exact only the rows that can be among the top
+    // certified_top_k: greedy needs the top one, top-k sampling the top k. Without top-k, or with a
+    // repetition penalty (applied after certification, it lowers rows and can lift uncertified
+    // ones into the top k), every logit is made exact.
+    if (a.repeat_penalty != 1.0f || (a.temp > 0 && a.top_k <= 0)) cp.exact_output = 1;
+    else if (a.temp > 0) cp.certified_top_k = a.top_k;
     bitnet_context* ctx = bitnet_context_new(model, cp);
     if (!ctx) die(bitnet_last_error());
     tool::note_context(model, a.n_ctx, bitnet_context_n_ctx(ctx));
