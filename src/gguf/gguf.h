@@ -1,8 +1,10 @@
-// GGUF v2/v3 reader over a read-only memory map.
+// GGUF v2/v3 reader over the file's bytes: a read-only memory map of the file, or a private copy
+// read into memory at open.
 //
 // Every count, length, offset and size read from the file is checked against the bytes that are
 // actually there before it is used or allocated, so a truncated or corrupt file is a bitnet::Error
-// naming the problem, never a crash. Tensor data stays in the map: GGUFTensor::data points into it.
+// naming the problem, never a crash. Tensor data stays where the bytes are: GGUFTensor::data points
+// into the map or the copy.
 #pragma once
 
 #include <cstddef>
@@ -56,7 +58,13 @@ public:
     // missing file, wrong magic, unsupported version, truncation, a string or array longer than
     // the file, an unknown tensor type, tensor data past the end of the file, a key or tensor
     // name that appears twice, two tensors whose data ranges overlap.
-    static std::unique_ptr<GGUFFile> open(const std::string& path);
+    // use_mmap: map the file (a fast start; pages are read when first touched and shared with the
+    // page cache, but the file must not change while it is open: a truncated file kills the
+    // process with SIGBUS at the next touch of a page past its new end, rewritten bytes show
+    // through). Otherwise the whole file is read into private page-aligned memory at open, so
+    // tensors have the same alignment as in the map, and the file may then change or go away. A
+    // file that shrinks while it is read is an error.
+    static std::unique_ptr<GGUFFile> open(const std::string& path, bool use_mmap = true);
     ~GGUFFile();
     GGUFFile(const GGUFFile&) = delete;
     GGUFFile& operator=(const GGUFFile&) = delete;
@@ -65,6 +73,7 @@ public:
     uint32_t version() const { return version_; }
     size_t alignment() const { return alignment_; }
     size_t file_size() const { return size_; }
+    bool mapped() const { return mapped_; }  // the file is mapped, not read into memory
 
     const std::vector<GGUFKV>& kvs() const { return kvs_; }
     const std::vector<GGUFTensor>& tensors() const { return tensors_; }
@@ -93,11 +102,13 @@ private:
     void parse();
     void check_no_overlap() const;
     void realign();
+    void read_all();
 
     std::string path_;
     int fd_ = -1;
     const uint8_t* base_ = nullptr;
     size_t size_ = 0;
+    bool mapped_ = true;
     uint32_t version_ = 0;
     size_t alignment_ = 32;
     std::vector<GGUFKV> kvs_;
