@@ -69,16 +69,18 @@ class BatchEngine(abc.ABC):
 
 class SlotEngine(BatchEngine):
     """BatchEngine over one engine context with ``n_slots`` sequence slots (KV caches of n_ctx
-    positions each): a step is one bitnet_decode_batch."""
+    positions each): a step is one bitnet_decode_batch. type_k, type_v, flash_attn: the context's
+    KV cache types and attention (see bindings.Context)."""
 
-    def __init__(self, model: Model, n_slots: int, n_ctx: int, n_threads: int, n_batch: int = 512):
+    def __init__(self, model: Model, n_slots: int, n_ctx: int, n_threads: int, n_batch: int = 512,
+                 type_k: str = "f32", type_v: str = "f32", flash_attn: bool = True):
         if n_slots < 1:
             raise BitnetError(f"the number of slots must be at least 1, got {n_slots}")
         self.n_slots = n_slots
         self.n_vocab = model.n_vocab
         # n_batch bounds one step: a prompt chunk plus one token per generating slot.
         self._ctx = Context(model, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch + n_slots,
-                            n_seq_max=n_slots)
+                            n_seq_max=n_slots, type_k=type_k, type_v=type_v, flash_attn=flash_attn)
         self.n_ctx = self._ctx.n_ctx
 
     def step(self, entries: Sequence[StepEntry]) -> dict[int, np.ndarray]:
