@@ -137,10 +137,6 @@ int main(int argc, char** argv) {
         die("-c " + std::to_string(n_ctx) + " is too small: each chunk scores the tokens after its "
             "first half, so use -c 6 or more (512 is usual)");
 
-    if (n_ctx > bitnet_model_n_ctx_train(model))
-        std::fprintf(stderr, "warning: -c %d exceeds the model's training context (%d): positions past "
-                     "it are untrained, so expect a worse perplexity\n", n_ctx, bitnet_model_n_ctx_train(model));
-
     // Does the vocabulary ask for BOS? Ask the tokenizer itself: the empty text yields just BOS then.
     const bool add_bos = tokenize(model, std::string(), true).size() == 1;
     const std::vector<bitnet_token> tokens = tokenize(model, text, add_bos);
