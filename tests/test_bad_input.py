@@ -186,7 +186,7 @@ def test_kv_cache_size_overflow_refused(engine_lib, tmp_path):
         f.write(built.data)
         f.truncate(size)
     code = ("import sys\n"
-            "from utils.bindings import BitnetError, Context, Model\n"
+            "from bitnet.bindings import BitnetError, Context, Model\n"
             "m = Model(sys.argv[1])\n"
             "try:\n"
             "    c = Context(m, n_ctx=1 << 20, n_seq_max=4096, n_threads=1)\n"

@@ -44,7 +44,7 @@ def _wait_for_log(log, text: str, timeout: float = 10.0) -> str:
 
 
 def test_no_mmap_gives_the_same_logits(engine_lib, gguf):
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     logits = []
     for use_mmap in (True, False):

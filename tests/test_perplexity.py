@@ -152,7 +152,7 @@ def test_tool_reports_progress_and_counts(engine_bin, tiny_packed, tiny_gguf, te
 
 
 def test_text_too_short_names_the_count(engine_lib, tiny_gguf, tmp_path):
-    from utils.common import BitnetError
+    from bitnet.common import BitnetError
     from utils.perplexity import perplexity
 
     short = tmp_path / "short.txt"
@@ -162,7 +162,7 @@ def test_text_too_short_names_the_count(engine_lib, tiny_gguf, tmp_path):
 
 
 def test_missing_files(engine_bin, tiny_gguf, tmp_path):
-    from utils.common import BitnetError
+    from bitnet.common import BitnetError
     from utils.perplexity import perplexity
 
     with pytest.raises(BitnetError, match="text file .*nope.txt not found"):
@@ -190,7 +190,7 @@ def test_script_end_to_end(engine_lib, tiny_gguf, text_file, tmp_path):
 def test_script_context_rule(engine_lib, shipped_gguf):
     # The shipped model is trained on 256 tokens: the script's default -c 0 is that context, without
     # a word (it used to be 512, warned about); -c 512 is scored and warned about once.
-    from utils.common import DEFAULT_MODEL_DIR
+    from bitnet.common import DEFAULT_MODEL_DIR
 
     script = ROOT / "utils" / "perplexity.py"
     text = DEFAULT_MODEL_DIR / "heldout.txt"

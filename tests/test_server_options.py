@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import gguf_craft as gc
-from utils.common import REPO_ROOT
+from bitnet.common import REPO_ROOT
 
 WARNING = "warning: a context of 512 tokens is longer than the 256 the model was trained on"
 

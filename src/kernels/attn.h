@@ -53,12 +53,13 @@ struct AttnKernelSet {
 const AttnKernelSet& attn_kernels_ref();
 #if defined(BITNET_HAVE_X86)
 const AttnKernelSet& attn_kernels_avx2();
+const AttnKernelSet& attn_kernels_avx512();  // bit-identical with the AVX2 set
 #endif
 #if defined(BITNET_HAVE_ARM)
 const AttnKernelSet& attn_kernels_neon();
 #endif
 // Every set compiled in and supported here, reference first; the one for the ISA of kernels()
-// (or the best below it: AVX-512 CPUs run the AVX2 set, SDOT ones the NEON set; see attn_ref.cpp).
+// (or the best below it: SDOT CPUs run the NEON set; see attn_ref.cpp).
 std::vector<const AttnKernelSet*> attn_kernels_available();
 const AttnKernelSet& attn_kernels();
 

@@ -97,13 +97,12 @@ const AttnKernelSet& attn_kernels_ref() {
     return set;
 }
 
-// No AVX-512 set of its own: isa_set_chosen gives AVX-512 CPUs the AVX2 set (Zen 4 splits 512-bit
-// FMAs in two, so AVX2 loses little there; and no CPU here runs AVX-512 to test one on), and
-// SDOT CPUs the NEON set (the kernels are float).
+// SDOT CPUs run the NEON set (the kernels are float, no dot-product instruction helps them).
 std::vector<const AttnKernelSet*> attn_kernels_available() {
     std::vector<const AttnKernelSet*> all = {&attn_kernels_ref()};
 #if defined(BITNET_HAVE_X86)
     all.push_back(&attn_kernels_avx2());
+    all.push_back(&attn_kernels_avx512());
 #endif
 #if defined(BITNET_HAVE_ARM)
     all.push_back(&attn_kernels_neon());

@@ -269,22 +269,9 @@ void attention_prepare(Context& ctx, const int32_t* seq_ids, const int32_t* posi
             ctx.attn_groups.push_back(g);
         }
     }
-}
-
-void attention_layer(Context& ctx, int layer, const int32_t* seq_ids, const int32_t* positions, int n) {
-    const HParams& hp = ctx.model->hp;
-    const KvCache& kv = ctx.kv;
-    const size_t heads = (size_t)ctx.n_seq * hp.n_head_kv;
-    const uint8_t* kl = kv.k.data() + (size_t)layer * heads * kv.k_head_bytes;
-    const uint8_t* vl = kv.v.data() + (size_t)layer * heads * kv.v_head_bytes;
-    if (kv.exact) {
-        attention_exact(ctx, kl, vl, seq_ids, positions, n);
-        return;
-    }
-    const int hd = hp.head_dim;
-    const int nth = ctx.pool->size();
     const std::vector<AttnGroup>& groups = ctx.attn_groups;
     const AttnRow* rows = ctx.attn_rows.data();
+    const int nth = ctx.pool->size();
 
     int64_t tiles = 0, chunk_units = 0;
     int max_chunks = 0;
@@ -298,20 +285,44 @@ void attention_layer(Context& ctx, int layer, const int32_t* seq_ids, const int3
     const size_t partial_floats = ctx.attn_rows.size() * max_chunks * stride;
     // Enough tiles to keep every thread busy: split by rows. Too few (a token or a few over the
     // cache): split by chunks of keys, when their partials fit in 64 MB.
-    const bool by_chunks = tiles < 4 * nth && chunk_units > tiles && partial_floats * 4 <= (64u << 20);
+    AttnPlan& plan = ctx.attn_plan;
+    plan.by_chunks = tiles < 4 * nth && chunk_units > tiles && partial_floats * 4 <= (64u << 20);
+    plan.chunk_units = chunk_units;
+    plan.max_chunks = max_chunks;
+    plan.stride = stride;
+    if (plan.by_chunks && ctx.attn_partials.size() < partial_floats) ctx.attn_partials.resize(partial_floats);
 
-    if (!by_chunks) {
-        // Tiles with the most keys first, so that the last ones to be claimed are short.
-        std::vector<int64_t>& order = ctx.attn_tiles;
-        order.clear();
-        for (size_t gi = 0; gi < groups.size(); ++gi)
-            for (int r = 0; r < groups[gi].n_rows; r += ATTN_ROWS) order.push_back((int64_t)gi << 32 | r);
-        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-            const AttnGroup &ga = groups[a >> 32], &gb = groups[b >> 32];
-            const int ra = std::min<int>(ga.n_rows, (int)(a & 0xffffffff) + ATTN_ROWS) - 1;
-            const int rb = std::min<int>(gb.n_rows, (int)(b & 0xffffffff) + ATTN_ROWS) - 1;
-            return rows[ga.row0 + ra].n_kv > rows[gb.row0 + rb].n_kv;
-        });
+    std::vector<int64_t>& tiles_order = ctx.attn_tiles;
+    tiles_order.clear();
+    if (plan.by_chunks) return;
+    // Tiles with the most keys first, so that the last ones to be claimed are short.
+    for (size_t gi = 0; gi < groups.size(); ++gi)
+        for (int r = 0; r < groups[gi].n_rows; r += ATTN_ROWS) tiles_order.push_back((int64_t)gi << 32 | r);
+    std::stable_sort(tiles_order.begin(), tiles_order.end(), [&](int64_t a, int64_t b) {
+        const AttnGroup &ga = groups[a >> 32], &gb = groups[b >> 32];
+        const int ra = std::min<int>(ga.n_rows, (int)(a & 0xffffffff) + ATTN_ROWS) - 1;
+        const int rb = std::min<int>(gb.n_rows, (int)(b & 0xffffffff) + ATTN_ROWS) - 1;
+        return rows[ga.row0 + ra].n_kv > rows[gb.row0 + rb].n_kv;
+    });
+}
+
+void attention_layer(Context& ctx, int layer, const int32_t* seq_ids, const int32_t* positions, int n) {
+    const HParams& hp = ctx.model->hp;
+    const KvCache& kv = ctx.kv;
+    const size_t heads = (size_t)ctx.n_seq * hp.n_head_kv;
+    const uint8_t* kl = kv.k.data() + (size_t)layer * heads * kv.k_head_bytes;
+    const uint8_t* vl = kv.v.data() + (size_t)layer * heads * kv.v_head_bytes;
+    if (kv.exact) {
+        attention_exact(ctx, kl, vl, seq_ids, positions, n);
+        return;
+    }
+    const int hd = hp.head_dim;
+    const AttnPlan& plan = ctx.attn_plan;
+    const std::vector<AttnGroup>& groups = ctx.attn_groups;
+    const AttnRow* rows = ctx.attn_rows.data();
+
+    if (!plan.by_chunks) {
+        const std::vector<int64_t>& order = ctx.attn_tiles;
         std::atomic<int64_t> next{0};
         ctx.pool->run([&](int ith, int) {
             const Scratch s = scratch_for(ctx, ith);
@@ -327,7 +338,9 @@ void attention_layer(Context& ctx, int layer, const int32_t* seq_ids, const int3
 
     // By chunks: every (group, chunk) writes the partials of its active rows, then each row folds
     // its chunks in order.
-    if (ctx.attn_partials.size() < partial_floats) ctx.attn_partials.resize(partial_floats);
+    const int64_t chunk_units = plan.chunk_units;
+    const int max_chunks = plan.max_chunks;
+    const size_t stride = plan.stride;
     float* P = ctx.attn_partials.data();
     const float scale = 1.0f / std::sqrt((float)hd);
     std::atomic<int64_t> next{0};

@@ -44,6 +44,13 @@ struct AttnGroup {
     int32_t row0, n_rows;
     int32_t n_kv_max;
 };
+// How attention_layer splits a batch among threads, the same for every layer (attention_prepare).
+struct AttnPlan {
+    bool by_chunks = false;   // split by chunks of keys (a few tokens), else by tiles of rows
+    int64_t chunk_units = 0;  // (group, chunk) pairs
+    int max_chunks = 0;       // most chunks of a group
+    size_t stride = 0;        // floats of one partial: m, l, o[head_dim]
+};
 
 // Sizes and allocates ctx.kv for ctx.n_seq sequences of ctx.n_ctx positions. Throws bitnet::Error
 // for an unsupported type, a head size the type cannot hold, the exact path with a quantized
@@ -54,7 +61,8 @@ void kv_cache_init(Context& ctx, uint32_t type_k, uint32_t type_v, bool exact);
 // sequence `seq` in layer `layer`.
 void kv_store(Context& ctx, int layer, int seq, int pos, const float* k, const float* v);
 
-// Groups the batch's rows for attention_layer (once per batch, every layer uses them).
+// Groups the batch's rows and plans their split for attention_layer (once per batch, every layer
+// uses them).
 void attention_prepare(Context& ctx, const int32_t* seq_ids, const int32_t* positions, int n);
 
 // ctx.att = softmax(q K^T / sqrt(head_dim)) V for every row of the batch, layer `layer`.

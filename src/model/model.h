@@ -97,6 +97,7 @@ struct Context {
     std::vector<AttnGroup> attn_groups;
     std::vector<int32_t> attn_seq_order;  // (n_batch) sequences in order of first appearance
     std::vector<int64_t> attn_tiles;      // group << 32 | first row, in order of claiming
+    AttnPlan attn_plan;
     std::vector<float> attn_scratch;      // (n_threads, per-thread scratch of the tiles)
     std::vector<float> attn_partials;     // (rows, chunks, head_dim + 2) split-by-keys partials
     std::vector<int32_t> b_seq, b_pos;    // (n_batch) batch the C API builds for one sequence

@@ -7,6 +7,8 @@
 //   - the contract that makes batching invisible: a row's partial is bit-identical whether it is
 //     computed alone or among other rows, with more keys loaded than it sees, and keys and values
 //     it does not see set to NaN;
+//   - the AVX-512 set bit-identical with the AVX2 set (a model's logits do not depend on which of
+//     the two a CPU runs);
 //   - the loaders: bit-identical with the scalar ones; the Q8_0 quantizer of the cache within half
 //     a step of its input, NaN stored as 0.
 // Exit status 1 and a line per failure.
@@ -148,6 +150,30 @@ void test_chunks(const std::vector<const AttnKernelSet*>& sets) {
             }
 }
 
+// Every output of the AVX-512 chunk kernel is the AVX2 kernel's, bit for bit (attn_avx512.cpp).
+void test_avx512_matches_avx2(const std::vector<const AttnKernelSet*>& sets) {
+    const AttnKernelSet *a = nullptr, *b = nullptr;
+    for (const AttnKernelSet* ks : sets) {
+        if (std::string(ks->isa) == "avx2") a = ks;
+        if (std::string(ks->isa) == "avx512vnni") b = ks;
+    }
+    if (!a || !b) return;
+    for (int hd : {16, 32, 48, 64, 80, 128, 256})
+        for (int rep = 0; rep < 40; ++rep) {
+            const int n = rep < 3 ? (rep == 0 ? 1 : rep == 1 ? 16 : ATTN_CHUNK) : irand(1, ATTN_CHUNK);
+            const int R = rep < 6 ? 1 + rep * 3 : irand(1, ATTN_ROWS);
+            Case c = make_case(hd, n, R, rep % 3 == 0 ? 0.02f : rep % 3 == 1 ? 0.2f : 1.0f);
+            for (int d = 0; d < hd; ++d)  // the loaders' contract: zeros up to the next 16 keys
+                for (int t = n; t < ((n + 15) & ~15); ++t) c.kt[(size_t)d * ATTN_CHUNK + t] = 0.0f;
+            std::vector<float> m1(R), l1(R), o1((size_t)R * hd), m2(R), l2(R), o2((size_t)R * hd);
+            a->chunk(c.q.data(), R, c.valid.data(), n, c.kt.data(), c.v.data(), hd, m1.data(), l1.data(), o1.data());
+            b->chunk(c.q.data(), R, c.valid.data(), n, c.kt.data(), c.v.data(), hd, m2.data(), l2.data(), o2.data());
+            if (std::memcmp(m1.data(), m2.data(), R * 4) || std::memcmp(l1.data(), l2.data(), R * 4) ||
+                std::memcmp(o1.data(), o2.data(), o1.size() * 4))
+                fail_case(b->isa, strfmt("hd %d n %d R %d: differs from the AVX2 kernel", hd, n, R));
+        }
+}
+
 void test_loaders(const std::vector<const AttnKernelSet*>& sets) {
     const AttnKernelSet& ref = attn_kernels_ref();
     for (int hd : {32, 64, 128, 256})
@@ -223,6 +249,7 @@ int main() {
     for (const AttnKernelSet* s : sets) std::printf(" %s", s->isa);
     std::printf(" (chosen: %s)\n", attn_kernels().isa);
     test_chunks(sets);
+    test_avx512_matches_avx2(sets);
     test_loaders(sets);
     test_q8_0_quantizer();
     if (g_failures) {
