@@ -221,7 +221,6 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, bool use_mmap)
     if (!S_ISREG(st.st_mode)) fail("'%s' is not a regular file, so not a GGUF file", path.c_str());
     if (st.st_size == 0) fail("%s: the file is empty (0 bytes), not a GGUF file", path.c_str());
     f->size_ = (size_t)st.st_size;
-    f->mapped_ = use_mmap;
     if (use_mmap) {
         void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
         if (p == MAP_FAILED)

@@ -73,7 +73,6 @@ public:
     uint32_t version() const { return version_; }
     size_t alignment() const { return alignment_; }
     size_t file_size() const { return size_; }
-    bool mapped() const { return mapped_; }  // the file is mapped, not read into memory
 
     const std::vector<GGUFKV>& kvs() const { return kvs_; }
     const std::vector<GGUFTensor>& tensors() const { return tensors_; }
@@ -108,7 +107,6 @@ private:
     int fd_ = -1;
     const uint8_t* base_ = nullptr;
     size_t size_ = 0;
-    bool mapped_ = true;
     uint32_t version_ = 0;
     size_t alignment_ = 32;
     std::vector<GGUFKV> kvs_;
