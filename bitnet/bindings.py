@@ -30,6 +30,10 @@ class _ContextParams(ctypes.Structure):
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
 
 
+class _ModelParams(ctypes.Structure):
+    _fields_ = [("use_mmap", ctypes.c_int32)]
+
+
 class _ChatMessage(ctypes.Structure):
     _fields_ = [("role", ctypes.c_char_p), ("content", ctypes.c_char_p)]
 
@@ -71,7 +75,8 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
     sigs = {
         "bitnet_last_error": (c.c_char_p, []),
         "bitnet_isa": (c.c_char_p, []),
-        "bitnet_model_load": (P, [c.c_char_p]),
+        "bitnet_model_default_params": (_ModelParams, []),
+        "bitnet_model_load_with_params": (P, [c.c_char_p, _ModelParams]),
         "bitnet_model_free": (None, [P]),
         "bitnet_model_n_vocab": (c.c_int32, [P]),
         "bitnet_model_n_ctx_train": (c.c_int32, [P]),
@@ -180,12 +185,17 @@ class _Handle:
 
 
 class Model(_Handle):
-    """A loaded GGUF model (memory-mapped). Use as a context manager or call close()."""
+    """A loaded GGUF model. Use as a context manager or call close()."""
     _free = "bitnet_model_free"
 
-    def __init__(self, path: str | os.PathLike, library: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike, library: str | os.PathLike | None = None, use_mmap: bool = True):
+        """use_mmap: map the file (a fast start, but the file must not change while the model is
+        loaded: truncating it kills the process with SIGBUS, rewriting it changes the weights), or
+        read it into memory (a slower start; the file may then change). Raises BitnetError."""
         self._lib = load_library(library)
-        self._p = self._lib.bitnet_model_load(os.fsencode(path))
+        params = self._lib.bitnet_model_default_params()
+        params.use_mmap = 1 if use_mmap else 0
+        self._p = self._lib.bitnet_model_load_with_params(os.fsencode(path), params)
         if not self._p:
             raise _error()
 

@@ -36,7 +36,18 @@ BITNET_API const char* bitnet_isa(void);
 
 /* ---- model ---------------------------------------------------------------------------- */
 
-/* Loads a GGUF file (memory-mapped). NULL on error. */
+typedef struct bitnet_model_params {
+    int32_t use_mmap; /* 1 (default): map the file. A fast start (pages are read as they are first
+                       * used, and shared with the page cache), but the file must not change while
+                       * the model is loaded: truncating it kills the process with SIGBUS, and
+                       * bytes rewritten in place change the weights. 0: read the file into private
+                       * memory at load (a slower start); the file may then change or go away. */
+} bitnet_model_params;
+
+BITNET_API bitnet_model_params bitnet_model_default_params(void);
+/* Loads a GGUF file. NULL on error. */
+BITNET_API bitnet_model* bitnet_model_load_with_params(const char* path, bitnet_model_params params);
+/* bitnet_model_load_with_params with the default params (memory-mapped). */
 BITNET_API bitnet_model* bitnet_model_load(const char* path);
 BITNET_API void bitnet_model_free(bitnet_model* model);
 

@@ -74,12 +74,21 @@ const char* bitnet_isa(void) {
     return guarded<>((const char*)nullptr, [] { return bitnet::kernels().isa; });
 }
 
-bitnet_model* bitnet_model_load(const char* path) {
+bitnet_model_params bitnet_model_default_params(void) {
+    bitnet_model_params p;
+    p.use_mmap = 1;
+    return p;
+}
+
+bitnet_model* bitnet_model_load_with_params(const char* path, bitnet_model_params params) {
     return guarded<>((bitnet_model*)nullptr, [&] {
         if (!path) bitnet::fail("no model path given");
-        auto* m = new bitnet_model{bitnet::model_load(path)};
-        return m;
+        return new bitnet_model{bitnet::model_load(path, params.use_mmap != 0)};
     });
+}
+
+bitnet_model* bitnet_model_load(const char* path) {
+    return bitnet_model_load_with_params(path, bitnet_model_default_params());
 }
 
 void bitnet_model_free(bitnet_model* model) { delete model; }

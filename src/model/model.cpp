@@ -153,9 +153,9 @@ std::string human_count(uint64_t n) {
 
 }  // namespace
 
-std::unique_ptr<Model> model_load(const std::string& path) {
+std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap) {
     auto m = std::make_unique<Model>();
-    m->file = GGUFFile::open(path);
+    m->file = GGUFFile::open(path, use_mmap);
     const GGUFFile& f = *m->file;
     HParams& hp = m->hp;
 

@@ -68,9 +68,10 @@ struct Model {
     uint64_t n_bytes = 0;
 };
 
-// Loads and validates a model. Throws bitnet::Error naming the file and the problem (unknown
-// architecture, missing tensor, wrong shape, unsupported tensor type).
-std::unique_ptr<Model> model_load(const std::string& path);
+// Loads and validates a model. use_mmap: map the file, or read it into memory (see
+// GGUFFile::open). Throws bitnet::Error naming the file and the problem (unknown architecture,
+// missing tensor, wrong shape, unsupported tensor type).
+std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap = true);
 
 // An inference context: n_seq independent sequences ("slots"), each with its own KV cache region
 // of n_ctx positions and its own length, and the scratch of one forward pass over a batch of up
