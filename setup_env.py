@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, read_json, run_cli
+from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
 
 if TYPE_CHECKING:
     from utils.hub import KnownModel
@@ -132,6 +132,10 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
         model_dir = DEFAULT_MODEL_DIR
         _step(1, f"using the model that ships with bitnet: {display_path(model_dir)}")
     _check_checkpoint(model_dir)
+    from utils.convert_hf_to_gguf import check, convert
+
+    # An unsupported checkpoint is refused now, not after the build.
+    embd_type = check(model_dir, quant_type, quant_embd)
     if use_pretuned:
         _use_pretuned(model_dir, quant_type)
 
@@ -139,9 +143,6 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
     build_engine(log_dir=log_dir)
 
     gguf = model_dir / f"ggml-model-{quant_type}.gguf"
-    from utils.convert_hf_to_gguf import Hparams, convert, default_embd_type
-
-    embd_type = quant_embd or default_embd_type(quant_type, Hparams(read_json(model_dir / "config.json")).hidden)
     if _is_up_to_date(gguf, model_dir, embd_type):
         _step(3, f"{display_path(gguf)} is up to date (newer than its checkpoint): skipping conversion")
     else:
