@@ -24,10 +24,12 @@ from utils.common import (DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, default_th
 
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
                 temperature: float, seed: int | None, conversation: bool = False,
-                chat_template: str | None = None, cache: dict[str, str] | None = None) -> list[str]:
+                chat_template: str | None = None, cache: dict[str, str] | None = None,
+                special: bool = False) -> list[str]:
     """The bitnet-cli command line for these settings (``conversation``: chat mode, ``prompt`` being
-    the system prompt; ``cache``: bitnet-cli's -ctk/-ctv/-fa values by flag, those given). Raise ``BitnetError`` when the engine is not built or the model file does
-    not exist."""
+    the system prompt; ``cache``: bitnet-cli's -ctk/-ctv/-fa values by flag, those given;
+    ``special``: control tokens shown as text). Raise ``BitnetError`` when the engine is not built
+    or the model file does not exist."""
     cli = engine_tool("bitnet-cli")
     if not model.is_file():
         raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
@@ -42,6 +44,8 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
         cmd += ["--chat-template", chat_template]
     for flag, value in (cache or {}).items():
         cmd += [flag, value]
+    if special:
+        cmd.append("--special")
     return cmd
 
 
@@ -77,9 +81,11 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
 @click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]),
               help="on: tiled attention; off: the exact attention (torch's order, needs f32 K and V)  "
                    "[default: on]")
+@click.option("--special", is_flag=True,
+              help="Show control tokens (<|end_of_text|>, ...) as text; by default they are left out.")
 def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size: int, temperature: float,
          seed: int | None, conversation: bool, chat_template: str | None, cache_type_k: str | None,
-         cache_type_v: str | None, flash_attn: str | None) -> int:
+         cache_type_v: str | None, flash_attn: str | None, special: bool) -> int:
     """Generate text from a prompt, or chat (-cnv), with a converted BitNet model."""
     if chat_template is not None and not conversation:
         raise click.UsageError("--chat-template only applies to chat mode: add -cnv")
@@ -87,7 +93,7 @@ def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size
         prompt = "" if conversation else DEFAULT_PROMPT
     cache = {f: v for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v}
     cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed, conversation,
-                      chat_template, cache)
+                      chat_template, cache, special)
     return run_tool(cmd, "bitnet-cli")
 
 
