@@ -41,7 +41,7 @@ def _use_pretuned(model_dir: Path, quant_type: str) -> None:
     preset = PRESETS / model_dir.name / f"kernel_config_{quant_type}.ini"
     if not preset.is_file():
         known = sorted(p.parent.name for p in PRESETS.glob(f"*/kernel_config_{quant_type}.ini"))
-        raise click.UsageError(f"no {quant_type} preset for {model_dir.name} (presets: {', '.join(known) or 'none'}); "
+        raise BitnetError(f"no {quant_type} preset for {model_dir.name} (presets: {', '.join(known) or 'none'}); "
                                f"drop --use-pretuned for the generic kernels, or tune this machine with "
                                f"`python utils/tune_kernels.py --model {display_path(model_dir)} -q {quant_type}`")
     write(quant_type, read_config(preset), stamp=f"setup_env.py --use-pretuned: {display_path(preset)}")

@@ -100,11 +100,13 @@ def display_path(path: Path) -> str:
 
 
 def run_cli(command: click.Command) -> None:
-    """Run a click command as a script's ``main``: errors become one line and exit code 1.
+    """Run a click command as a script's ``main``: errors become one line and exit code 1, and
+    ``-h`` is ``--help`` (as in every llama.cpp tool) unless the command says otherwise.
 
     Click's own usage errors keep click's format (usage line + message, exit code 2). Set
     ``BITNET_DEBUG=1`` to see the Python traceback of any error instead.
     """
+    command.context_settings.setdefault("help_option_names", ["-h", "--help"])
     debug = os.environ.get("BITNET_DEBUG", "") not in ("", "0")
     try:
         rc = command.main(standalone_mode=False)

@@ -45,7 +45,7 @@ from safetensors import safe_open
 if __package__ in (None, ""):  # run as `python utils/convert_hf_to_gguf.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import read_json  # noqa: E402
+from utils.common import read_json, run_cli  # noqa: E402
 from utils.vocab import add_tokenizer  # noqa: E402
 from utils.gguf_reader import tensor_nbytes  # noqa: E402
 from utils.ternary import I2S_TYPE_ID, absmean_quantize, pack_i2s, unpack_hf  # noqa: E402
@@ -463,8 +463,8 @@ def convert(model_dir: str | Path, outfile: str | Path | None = None, outtype: s
 @click.option("--outfile", type=click.Path(dir_okay=False, path_type=Path),
               help="Output path [default: MODEL_DIR/ggml-model-<outtype>.gguf].")
 @click.option("--embd-type", type=click.Choice(list(EMBD_TYPES)),
-              help="Type of token_embd and output.weight [default: q6_k for i2_s (q8_0 when the hidden "
-                   "size is not a multiple of 256), else the --outtype].")
+              help="Type of token_embd and output.weight [default: q6_k for i2_s, tl1 and tl2 (q8_0 when the "
+                   "hidden size is not a multiple of 256), else the --outtype].")
 def main(model_dir, outtype, outfile, embd_type):
     """Convert a Hugging Face ternary checkpoint (BitNet b1.58 2B4T, 1bitLLM, ternary Llama /
     Falcon3 / Falcon-E) in MODEL_DIR to GGUF."""
@@ -473,4 +473,4 @@ def main(model_dir, outtype, outfile, embd_type):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -55,6 +55,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python utils/generate_dummy_model.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.common import run_cli  # noqa: E402
 from utils.ternary import absmean_quantize, pack_hf  # noqa: E402
 from utils.vocab import build_spm_tokenizer  # noqa: E402
 
@@ -498,4 +499,4 @@ def main(outdir, preset, arch, seed, fmt, **overrides):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
