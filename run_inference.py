@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run a converted BitNet model: generate text from a prompt, or chat, with the engine's bitnet-cli.
+"""Run a converted BitNet model: generate text from a prompt with the engine's bitnet-cli, or chat.
 
     python run_inference.py -p "Create a new" -n 64              # the model that ships in models/
     python run_inference.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -p "..." -t 4
@@ -8,18 +8,53 @@
 The flags are bitnet.cpp's run_inference.py flags; they are passed on to build/bin/bitnet-cli
 (``BITNET_BUILD_DIR`` overrides build/), whose output streams straight to this terminal (text on
 stdout, speeds on stderr). The exit code is bitnet-cli's. With -cnv, -p is the system prompt and
-the chat runs in bitnet-cli on this terminal's stdin; Ctrl-C is left to it (it stops an answer).
+the chat runs on the Python package (bitnet/repl.py: BitNetModel.chat, with prompt_toolkit's line
+editing on a terminal); Ctrl-C stops an answer, and at the prompt it quits.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
 
-from utils.common import (DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, default_threads, display_path, engine_tool,
+from bitnet.common import (DEFAULT_MODEL, DEFAULT_PROMPT, BitnetError, default_threads, display_path, engine_tool,
                           run_cli, run_tool)
 
+def _check_model(model: Path) -> None:
+    if not model.is_file():
+        raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
+                          "(or setup_env.py --model-dir DIR / --hf-repo REPO)")
+
+
+def chat(model: Path, system_prompt: str, n_predict: int, threads: int, ctx_size: int, temperature: float,
+         seed: int | None, chat_template: str | None, cache: dict[str, str]) -> int:
+    """The -cnv chat on this terminal (or piped input), with bitnet-cli's sampling defaults."""
+    from bitnet.errors import InvalidArgumentError
+    from bitnet.model import BitNetModel, GenerationConfig
+    from bitnet.repl import run_chat
+
+    _check_model(model)
+    if n_predict == 0:
+        raise click.UsageError("-n 0 leaves no room for answers: give -n N > 0, or -1 for answers until the end of the turn")
+    config = GenerationConfig(max_new_tokens=None if n_predict < 0 else n_predict, do_sample=temperature > 0,
+                              temperature=temperature, top_k=40, top_p=0.95, min_p=0.05, seed=seed)
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # the engine's warnings, as one line each
+            warnings.simplefilter("always")
+            loaded = BitNetModel(model, n_threads=threads, context_length=ctx_size, chat_template=chat_template,
+                                 type_k=cache.get("-ctk", "f32"), type_v=cache.get("-ctv", "f32"),
+                                 flash_attn=cache.get("-fa", "on") == "on")
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
+    except InvalidArgumentError as e:
+        raise BitnetError(f"--chat-template: {e}" if "chat template" in str(e) else str(e)) from None
+    with loaded:
+        if loaded.chat_template_name is None:
+            raise BitnetError("the model has no chat template this engine recognizes: pass --chat-template NAME "
+                              "(bitnet, llama3, falcon3, chatml)")
+        return run_chat(loaded, system_prompt, config)
 
 
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
@@ -31,9 +66,7 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
     ``special``: control tokens shown as text). Raise ``BitnetError`` when the engine is not built
     or the model file does not exist."""
     cli = engine_tool("bitnet-cli")
-    if not model.is_file():
-        raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
-                          "(or setup_env.py --model-dir DIR / --hf-repo REPO)")
+    _check_model(model)
     cmd = [str(cli), "-m", str(model), "-p", prompt, "-n", str(n_predict), "-t", str(threads),
            "-c", str(ctx_size), "--temp", repr(temperature)]
     if seed is not None:
@@ -92,6 +125,8 @@ def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size
     if prompt is None:
         prompt = "" if conversation else DEFAULT_PROMPT
     cache = {f: v for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v}
+    if conversation:
+        return chat(model, prompt, n_predict, threads, ctx_size, temperature, seed, chat_template, cache)
     cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed, conversation,
                       chat_template, cache, special)
     return run_tool(cmd, "bitnet-cli")

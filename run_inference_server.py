@@ -7,7 +7,7 @@
 Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (JSON or server-sent
 events), GET /health, GET /metrics (Prometheus). The flags -m -p -n -t -c --temperature --host
 --port are bitnet.cpp's run_inference_server.py flags. Requests run together, joining and leaving
-the running batch between engine steps (utils/server/); up to --parallel at once, up to
+the running batch between engine steps (bitnet/server/); up to --parallel at once, up to
 --queue-size more wait, the rest get 503. Bodies, request heads and open connections are bounded in
 size and time (--max-body-size, --body-timeout, --max-header-size, --header-timeout,
 --max-connections). The engine library comes from build/ (BITNET_BUILD_DIR
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from utils.common import DEFAULT_MODEL, default_threads, run_cli, threads_option
+from bitnet.common import DEFAULT_MODEL, default_threads, run_cli, threads_option
 
 
 
@@ -66,8 +66,8 @@ def main(model: Path, system_prompt: str | None, n_predict: int, threads: int, c
          api_key: str | None, max_body_size: int, body_timeout: float, max_header_size: int,
          header_timeout: float, max_connections: int) -> None:
     """Serve a converted BitNet model over an OpenAI-compatible HTTP API."""
-    from utils.server.http import ConnectionLimits
-    from utils.server.serve import serve
+    from bitnet.server.http import ConnectionLimits
+    from bitnet.server.serve import serve
 
     if api_key is not None and not api_key.strip():
         raise click.BadParameter("the API key is empty", param_hint="--api-key")

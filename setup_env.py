@@ -11,10 +11,10 @@ Three steps, each skipped when already done: (1) download the checkpoint into mo
 check the one given), (2) configure and build the engine with CMake + Ninja (log in --log-dir),
 (3) convert it to <model dir>/ggml-model-<quant type>.gguf, unless that file is newer than the
 checkpoint and the converter and was written with the same embedding type. --hf-repo takes the
-Hugging Face ids of bitnet.cpp's model list (utils/hub.py KNOWN_MODELS) and refuses others with
+Hugging Face ids of bitnet.cpp's model list (bitnet/hub.py KNOWN_MODELS) and refuses others with
 the list; a GGUF repository's file is used as it comes, without conversion. It ends by printing
-the command that runs the model. The work is done by utils/hub.py, utils/build.py and
-utils/convert_hf_to_gguf.py; this file only parses flags and reports progress.
+the command that runs the model. The work is done by the bitnet package (bitnet/hub.py, bitnet/build.py,
+bitnet/convert/hf.py); this file only parses flags and reports progress.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
+from bitnet.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
 
 if TYPE_CHECKING:
-    from utils.hub import KnownModel
+    from bitnet.hub import KnownModel
 
 QUANT_TYPES = ["i2_s", "tl1", "tl2", "f16", "f32"]
 
@@ -36,7 +36,7 @@ QUANT_TYPES = ["i2_s", "tl1", "tl2", "f16", "f32"]
 def _use_pretuned(model_dir: Path, quant_type: str) -> None:
     """Generate the TL kernels of the model's preset (preset_kernels/<model name>/) before the
     build, as `utils/codegen_<q>.py --preset` does."""
-    from utils.codegen_tl import PRESETS, read_config, write
+    from bitnet.codegen.tl import PRESETS, read_config, write
 
     preset = PRESETS / model_dir.name / f"kernel_config_{quant_type}.ini"
     if not preset.is_file():
@@ -57,30 +57,6 @@ def _check_checkpoint(model_dir: Path) -> None:
     if missing:
         raise BitnetError(f"{model_dir} is not a Hugging Face checkpoint: no {' and no '.join(missing)} "
                           "in it (expected config.json, *.safetensors and tokenizer files)")
-
-
-def _conversion_inputs(model_dir: Path) -> list[Path]:
-    """Files whose change makes a converted GGUF stale: the checkpoint's files and the converter."""
-    files = [p for p in model_dir.iterdir()
-             if p.is_file() and not p.name.startswith(".") and ".gguf" not in p.name]
-    return files + [REPO_ROOT / "utils" / name for name in ("convert_hf_to_gguf.py", "ternary.py", "tl_pack.py")]
-
-
-def _is_up_to_date(gguf: Path, model_dir: Path, embd_type: str) -> bool:
-    if not gguf.is_file():
-        return False
-    newest_input = max((p.stat().st_mtime for p in _conversion_inputs(model_dir) if p.exists()), default=0)
-    if gguf.stat().st_mtime <= newest_input:
-        return False
-    from utils.gguf_reader import read_gguf  # numpy + gguf: imported only when needed
-
-    try:
-        embd = read_gguf(gguf).tensors.get("token_embd.weight")
-    except (ValueError, UnicodeDecodeError, OSError):  # truncated or foreign file: convert again
-        return False
-    from utils.convert_hf_to_gguf import embd_ggml_type
-
-    return embd is not None and embd.type_id == embd_ggml_type(embd_type)
 
 
 def _step(n: int, text: str) -> None:
@@ -116,8 +92,8 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
     if use_pretuned and quant_type not in ("tl1", "tl2"):
         raise click.UsageError(f"--use-pretuned selects TL kernel tiles: use it with -q tl1 or -q tl2, not {quant_type}")
     # Imported here so that `--help` and flag errors stay instant.
-    from utils import hub
-    from utils.build import build_engine
+    from bitnet import hub
+    from bitnet.build import build_engine
 
     if hf_repo:
         known = hub.known_model(hf_repo)
@@ -132,18 +108,17 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
         model_dir = DEFAULT_MODEL_DIR
         _step(1, f"using the model that ships with bitnet: {display_path(model_dir)}")
     _check_checkpoint(model_dir)
-    from utils.convert_hf_to_gguf import check, convert
+    from bitnet.convert.hf import check, convert, gguf_for
 
-    # An unsupported checkpoint is refused now, not after the build.
-    embd_type = check(model_dir, quant_type, quant_embd)
+    check(model_dir, quant_type, quant_embd)  # an unsupported checkpoint is refused now, not after the build
     if use_pretuned:
         _use_pretuned(model_dir, quant_type)
 
     _step(2, f"building the engine (log: {display_path(log_dir / 'build.log')})")
     build_engine(log_dir=log_dir)
 
-    gguf = model_dir / f"ggml-model-{quant_type}.gguf"
-    if _is_up_to_date(gguf, model_dir, embd_type):
+    gguf, embd_type, current = gguf_for(model_dir, quant_type, quant_embd)
+    if current:
         _step(3, f"{display_path(gguf)} is up to date (newer than its checkpoint): skipping conversion")
     else:
         _step(3, f"converting to {quant_type} (embeddings {embd_type}): {display_path(gguf)}")
@@ -153,8 +128,8 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
 
 def _setup_ready_gguf(known: KnownModel, quant_type: str, quant_embd: str | None, log_dir: Path) -> None:
     """The three steps for a repository that ships its GGUF: download it, build, no conversion."""
-    from utils import hub
-    from utils.build import build_engine
+    from bitnet import hub
+    from bitnet.build import build_engine
 
     if quant_type != "i2_s" or quant_embd:
         base = known.repo_id.removesuffix("-gguf")

@@ -31,8 +31,8 @@ EXACT_ATTN_FLAGS = ["-ctk", "f32", "-ctv", "f32", "-fa", "off"]
 def engine_bin(tmp_path_factory, pytestconfig) -> Path:
     """The engine's bin/ directory, built (or brought up to date) once per session. What the build
     is doing reaches the terminal past pytest's capture: on a fresh clone it takes minutes."""
-    from utils.build import build_engine
-    from utils.common import build_dir, display_path
+    from bitnet.build import build_engine
+    from bitnet.common import build_dir, display_path
 
     logs = tmp_path_factory.mktemp("build-logs")
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
@@ -68,13 +68,19 @@ def tiny_packed(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_packed_auto(tmp_path_factory) -> Path:
+    """The same in the layout of the real 2B4T config: AutoBitLinear offline (scale multiplied)."""
+    return _make_checkpoint(tmp_path_factory.mktemp("ckpt"), "packed-auto")
+
+
+@pytest.fixture(scope="session")
 def tiny_bf16(tmp_path_factory) -> Path:
     """Tiny BitNet checkpoint with bf16 master weights (ternarized by the converter)."""
     return _make_checkpoint(tmp_path_factory.mktemp("ckpt"), "bf16", seed=1)
 
 
 def convert_to(ckpt: Path, outtype: str) -> Path:
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
 
     # A float embedding/output (not the converter's quantized default): the tests that use these
     # files compare logits with transformers, whose output layer is float.
@@ -93,8 +99,8 @@ def tiny_gguf(tiny_packed) -> Path:
 def shipped_gguf(tmp_path_factory) -> Path:
     """The shipped model converted as setup_env.py does (the converter's defaults), into a
     temporary folder: a fresh clone has no GGUF in models/ until setup runs."""
-    from utils.common import DEFAULT_MODEL_DIR
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.common import DEFAULT_MODEL_DIR
+    from bitnet.convert.hf import convert
 
     if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
         pytest.skip(f"{DEFAULT_MODEL_DIR} is not in the checkout")

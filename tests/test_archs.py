@@ -69,7 +69,7 @@ def case(request, engine_lib, tmp_path_factory):
     from reference_bitnet import BitnetReference
     from tokenizers import Tokenizer
 
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
     from utils.generate_dummy_model import generate
 
     torch.set_num_threads(1)
@@ -81,7 +81,7 @@ def case(request, engine_lib, tmp_path_factory):
 
 
 def test_logits_match_reference(case):
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     name, ref, tok, gguf = case
     errs, n_exact, n_pos = [], 0, 0
@@ -114,7 +114,7 @@ def test_logits_match_reference(case):
 
 
 def test_greedy_continuations_identical(case):
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     name, ref, tok, gguf = case
     identical, report = 0, []

@@ -46,7 +46,7 @@ def test_attention_kernels_scalar(engine_bin):
 
 @pytest.fixture(scope="module")
 def model(engine_lib, tiny_gguf):
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     with Model(tiny_gguf) as m:
         yield m
@@ -61,7 +61,7 @@ def _tokens(m, n, seed=0):
 def test_a_token_does_not_depend_on_its_batch(model, cache):
     """150 tokens (past two chunks of keys) decoded whole, in batches of 16 and 7, one at a time, on
     1, 2 and 3 threads: every logits row bit-identical."""
-    from utils.bindings import Context
+    from bitnet.bindings import Context
 
     toks = _tokens(model, 150)
     runs = {}
@@ -79,7 +79,7 @@ def test_a_token_does_not_depend_on_its_batch(model, cache):
 def test_sequences_in_one_batch_equal_each_alone(model, cache):
     """Three sequences of different lengths advanced together (prompts interleaved, then a step of
     drafted-token size for each) equal each sequence decoded alone."""
-    from utils.bindings import Context
+    from bitnet.bindings import Context
 
     lens, steps = [90, 5, 140], [4, 16, 1]
     prompts = [_tokens(model, n, seed=s) for s, n in enumerate(lens)]
@@ -111,7 +111,7 @@ def test_tiled_attention_against_the_exact_one(model, cache):
     """Tiled attention against the exact attention over an f32 cache, 200 tokens: the f32 cache to a
     quantizer flip with the same argmax everywhere; f16 and q8_0 caches, which round K and V, to a
     few flips (their greedy agreement on real text is measured by utils/lossless_check.py)."""
-    from utils.bindings import Context
+    from bitnet.bindings import Context
 
     toks = _tokens(model, 200, seed=3)
     with Context(model, n_ctx=256, n_threads=2, **EXACT_ATTN) as ctx:
@@ -130,7 +130,7 @@ def test_tiled_attention_against_the_exact_one(model, cache):
 
 
 def test_exact_attention_needs_an_f32_cache(model):
-    from utils.bindings import BitnetError, Context
+    from bitnet.bindings import BitnetError, Context
 
     with pytest.raises(BitnetError, match=r"exact attention .*-ctk f32 -ctv f32"):
         Context(model, n_ctx=64, type_k="f16", type_v="f32", flash_attn=False)

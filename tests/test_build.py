@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from utils import common
+from bitnet import common
 
 ROOT = Path(__file__).resolve().parent.parent
 

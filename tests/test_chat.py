@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.common import DEFAULT_MODEL_DIR
+from bitnet.common import DEFAULT_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = Path()  # the shipped model's GGUF, set by _shipped_model before any test runs
@@ -99,7 +100,7 @@ CONVERSATIONS = {"system": [SYSTEM, *TURNS], "no-system": TURNS, "one-turn": [SY
 
 @pytest.fixture(scope="module")
 def model(engine_lib):
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     with Model(MODEL) as m:
         yield m
@@ -140,7 +141,7 @@ def test_model_template_is_recognized(model):
 
 
 def test_unknown_template_is_a_clear_error(model):
-    from utils.bindings import BitnetError, chat_template_names
+    from bitnet.bindings import BitnetError, chat_template_names
 
     assert chat_template_names() == ["bitnet", "llama3", "falcon3", "chatml"]
     mistral = "{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}"
@@ -164,7 +165,7 @@ def run_chat(engine_bin: Path, stdin: str, *extra: str) -> subprocess.CompletedP
 def fresh_greedy_answer(model, msgs: list[dict], n_predict: int) -> bytes:
     """The answer bitnet-cli must give: the whole conversation evaluated in a new context, then
     greedy tokens until an end-of-generation token or n_predict tokens."""
-    from utils.bindings import Context, Sampler
+    from bitnet.bindings import Context, Sampler
 
     prompt = model.tokenize(model.chat_apply(msgs), add_bos=False, parse_special=True)
     with Context(model, n_ctx=512, n_threads=1) as ctx, Sampler(temperature=0) as sampler:
@@ -293,17 +294,27 @@ class Terminal:
         raise AssertionError(f"did not exit: {self.out[-300:]!r}")
 
 
+def visible(out: bytes) -> bytes:
+    """What a terminal shows of out, roughly: without escape sequences, backspaces and CRs."""
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]|[\x08\r]", b"", out)
+
+
 def at_prompt(term: Terminal) -> bool:
-    return term.read_until_quiet().endswith(b"> ")
+    """bitnet-cli prints "> "; prompt_toolkit draws ">" and moves the cursor past the space."""
+    return visible(term.read_until_quiet()).rstrip(b" ").endswith(b">")
+
+
+def inference_terminal(engine_bin: Path, *args: str) -> Terminal:
+    env = {**os.environ, "BITNET_BUILD_DIR": str(engine_bin.parent), "PROMPT_TOOLKIT_NO_CPR": "1"}
+    env.pop("BITNET_DEBUG", None)
+    return Terminal([sys.executable, str(ROOT / "run_inference.py"), "-m", str(MODEL), "-cnv", "-temp", "0",
+                     "-t", "1", *args], env)
 
 
 def test_ctrl_c_stops_the_answer_not_the_chat(engine_bin):
     """Through run_inference.py, as a user would: Ctrl-C twice during long answers (a full 2048-token
     context takes this model seconds), each time back to the prompt; then /exit, exit code 0."""
-    env = {**os.environ, "BITNET_BUILD_DIR": str(engine_bin.parent)}
-    env.pop("BITNET_DEBUG", None)
-    term = Terminal([sys.executable, str(ROOT / "run_inference.py"), "-m", str(MODEL), "-cnv", "-n", "-1",
-                     "-c", "2048", "-temp", "0", "-t", "1"], env)
+    term = inference_terminal(engine_bin, "-n", "-1", "-c", "2048")
     assert at_prompt(term), term.out
     for question in (b"Create a new list\n", b"Tell me more\n"):
         term.type(question)
@@ -323,3 +334,33 @@ def test_ctrl_c_or_ctrl_d_at_the_prompt_quits(engine_bin, key):
     assert at_prompt(term), term.out
     term.type(key)
     assert term.exit_code() == 0, term.out[-300:]
+
+
+def test_line_editing_history_and_multi_line_input(engine_bin, model):
+    """run_inference.py -cnv on a terminal: arrow keys move in the line (a typo fixed with Left,
+    Right and Backspace), Up recalls the previous message, Esc Enter starts a new line in the
+    message; the answers are those of bitnet-cli -cnv given the same messages through a pipe."""
+    left, right, up, backspace = b"\x1b[D", b"\x1b[C", b"\x1b[A", b"\x7f"
+    term = inference_terminal(engine_bin, "-n", "8", "-c", "512", "-p", "You document Python.")
+    assert at_prompt(term), term.out
+    term.type(b"Create a new lisX" + left + b"t" + right + backspace + b"\r")
+    assert at_prompt(term), term.out[-300:]
+    term.type(up + b"\r")
+    assert at_prompt(term), term.out[-300:]
+    term.type(b"Return the\x1b\rvalue\r")
+    assert at_prompt(term), term.out[-300:]
+    term.type(b"\x04")
+    assert term.exit_code() == 0, term.out[-300:]
+    res = run_chat(engine_bin, "Create a new list\nCreate a new list\n", "-p", "You document Python.", "-n", "8",
+                   "-c", "512")
+    answers = res.stdout.split(b"> ")[1:3]
+    shown = visible(term.out)
+    assert shown.count(b"Create a new list") >= 2
+    at = 0
+    for answer in answers:
+        at = shown.index(answer.rstrip(b"\n"), at)  # the answers, in order
+    msgs = [{"role": "system", "content": "You document Python."}]
+    for q, a in zip(["Create a new list"] * 2, answers):
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a.rstrip(b"\n").decode()}]
+    third = fresh_greedy_answer(model, msgs + [{"role": "user", "content": "Return the\nvalue"}], 8)
+    assert third in shown[at:]

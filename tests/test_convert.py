@@ -19,9 +19,10 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from utils.convert_hf_to_gguf import convert, main
+from bitnet.convert.hf import convert
+from utils.convert_hf_to_gguf import main
 from utils.generate_dummy_model import generate
-from utils.gguf_reader import read_gguf
+from bitnet.formats.gguf_reader import read_gguf
 
 LINEARS = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",

@@ -1,9 +1,11 @@
 """The engine against an independent reference: Hugging Face transformers' BitNetForCausalLM
 (float32, one thread) on tiny checkpoints made by the dummy-model generator.
 
-Both checkpoint formats are covered: the packed offline format of microsoft/bitnet-b1.58-2B-4T
-(uint8 codes + weight_scale, run by transformers' BitLinear) and bf16 master weights (ternarized
-online by transformers' AutoBitLinear, offline by our converter).
+Three checkpoint layouts are covered: packed offline codes run by transformers' BitLinear (uint8
+codes, weight_scale divided by), the same codes in the layout of the real microsoft/bitnet-b1.58-
+2B-4T config (offline AutoBitLinear: weight_scale multiplied; transformers loads it in bf16, so the
+reference is cast to float32, which changes no stored value: lossless_check.autobitlinear_in_float32),
+and bf16 master weights (ternarized online by transformers' AutoBitLinear, offline by our converter).
 
 Tolerance. Ternary products are exact integers on both sides; what differs is float32 rounding in
 the norms, RoPE, softmax and the final rescale, so positions agree to ~1e-6 of the logits' scale
@@ -27,6 +29,7 @@ import numpy as np
 import pytest
 
 from conftest import EXACT_ATTN, EXACT_ATTN_FLAGS
+from utils.lossless_check import autobitlinear_in_float32
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -59,8 +62,7 @@ def _reference(ckpt):
             linear_class="autobitlinear", quantization_mode="online"
         )
     model = BitNetForCausalLM.from_pretrained(ckpt, dtype=torch.float32, **kwargs)
-    model.eval()
-    return model
+    return autobitlinear_in_float32(model).eval()
 
 
 def _hf_tokenize(ckpt, text):
@@ -70,16 +72,16 @@ def _hf_tokenize(ckpt, text):
     return tok.encode(text, add_special_tokens=True).ids
 
 
-@pytest.fixture(scope="module", params=["packed", "bf16"])
-def case(request, engine_lib, tiny_packed, tiny_bf16):
+@pytest.fixture(scope="module", params=["packed", "packed-auto", "bf16"])
+def case(request, engine_lib, tiny_packed, tiny_packed_auto, tiny_bf16):
     from conftest import convert_to
 
-    ckpt = tiny_packed if request.param == "packed" else tiny_bf16
+    ckpt = {"packed": tiny_packed, "packed-auto": tiny_packed_auto, "bf16": tiny_bf16}[request.param]
     return request.param, ckpt, _reference(ckpt), convert_to(ckpt, "i2_s")
 
 
 def test_logits_match_reference(case):
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     fmt, ckpt, ref, gguf = case
     errs = []
@@ -113,7 +115,7 @@ def test_greedy_continuations_identical(case, attn):
     reference itself is at a near-tie (top-1/top-2 margin below what one quantizer flip can move,
     see the module docstring); most prompts must match all the way. The exact attention and the
     tiled one (whose sums differ from torch's by float rounding) are held to the same rule."""
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     fmt, ckpt, ref, gguf = case
     n_new = 32
@@ -150,7 +152,7 @@ def test_batched_prompt_equals_token_by_token(engine_lib, tiny_gguf):
     """The KV cache path (one token at a time) and the batched prompt path agree: bit for bit with
     the tiled attention (test_attention.py covers more batch sizes, threads and cache types), to a
     quantizer flip with the exact one, whose summation order follows torch's batch."""
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     with Model(tiny_gguf) as m:
         ids = m.tokenize("A batch of tokens, evaluated two ways.", add_bos=True)
@@ -169,7 +171,7 @@ def test_batched_prompt_equals_token_by_token(engine_lib, tiny_gguf):
 def test_f32_and_i2s_files_agree(engine_lib, tiny_packed):
     """The same ternary weights stored as F32 and as I2_S give the same logits."""
     from conftest import convert_to
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     outs = []
     for t in ("f32", "i2_s"):

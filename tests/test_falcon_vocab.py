@@ -4,7 +4,7 @@ The tokenizer.json of these checkpoints is byte-level BPE with Llama 3's pre-tok
 runs its "falcon3" and the BitNet fork's "falcon_e" with the Llama-3 regex), no normalizer, a ByteLevel
 decoder and post-processor, and Falcon's added tokens: ">>TITLE<<"... from id 0, "<|endoftext|>" at
 id 11 as eos, a "<|pad|>", no BOS. A small vocabulary with that JSON layout is trained here with
-`tokenizers` on the corpus of tests/test_tokenizer.py, written into a GGUF by utils.vocab.add_tokenizer,
+`tokenizers` on the corpus of tests/test_tokenizer.py, written into a GGUF by bitnet.convert.vocab.add_tokenizer,
 and the GGUF's tokenizer.* keys are fed to the tokenize driver (the real bitnet::Tokenizer): ids and
 decoded text must equal Hugging Face's, with and without the model's ignore_merges flag (which picks
 the GGUF pre-tokenizer name). A non-special added token written in the byte-level alphabet (as
@@ -24,7 +24,7 @@ tokenizers = pytest.importorskip("tokenizers")
 from test_tokenizer import CORPUS, LLAMA3_REGEX, driver, first_mismatches, pydoc_text, run_driver  # noqa: E402,F401
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
 
-from utils.vocab import add_tokenizer  # noqa: E402
+from bitnet.convert.vocab import add_tokenizer  # noqa: E402
 
 FALCON_SPECIAL = [">>TITLE<<", ">>ABSTRACT<<", ">>INTRODUCTION<<", ">>SUMMARY<<", ">>COMMENT<<", ">>ANSWER<<",
                   ">>QUESTION<<", ">>DOMAIN<<", ">>EMAIL_ADDRESS<<", ">>IP_ADDRESS<<", "<|startoftext|>",
@@ -74,7 +74,7 @@ def write_checkpoint_tokenizer(tok: Tokenizer, d: Path) -> Path:
 def convert(model_dir: Path, out: Path) -> dict:
     from gguf import GGUFWriter
 
-    from utils.gguf_reader import read_gguf
+    from bitnet.formats.gguf_reader import read_gguf
 
     w = GGUFWriter(str(out), "llama")
     add_tokenizer(w, model_dir, N_VOCAB)

@@ -1,6 +1,6 @@
 """GGUF files made by bitnet.cpp and llama.cpp load and run, with the semantics their makers meant.
 
-The files are built here, with the gguf package's writer and quantizers (and utils/quants.py),
+The files are built here, with the gguf package's writer and quantizers (and bitnet/formats/quants.py),
 in the layouts those projects publish, from the same dummy checkpoints the engine's own files
 come from; the reference is the engine's own I2_S run of those checkpoints (itself checked
 against transformers in test_engine_reference.py and test_archs.py):
@@ -33,8 +33,8 @@ import numpy as np
 import pytest
 
 from test_engine_reference import EXACT_TOL, FLIP_TOL, PROMPTS
-from utils.gguf_reader import read_gguf
-from utils.ternary import I2S_TYPE_ID, unpack_i2s
+from bitnet.formats.gguf_reader import read_gguf
+from bitnet.formats.ternary import I2S_TYPE_ID, unpack_i2s
 
 def rewrite(src, dst, arch: str, tensor_fn=None, drop=(), extra=None):
     """Copy the GGUF file `src` to `dst` under architecture `arch` (the `<arch>.` keys renamed),
@@ -116,7 +116,7 @@ def ckpts(tmp_path_factory):
 
 
 def _ours(ckpt, embd_type):
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
 
     out = ckpt / f"ours-{embd_type}.gguf"
     return out if out.exists() else convert(ckpt, out, embd_type=embd_type)
@@ -146,7 +146,7 @@ CASES = {
 def test_foreign_file_runs_like_ours(engine_lib, ckpts, tmp_path, case):
     from tokenizers import Tokenizer
 
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     ckpt_name, embd_type, arch, fn, drop, extra, act, ref_fn = CASES[case]
     ckpt = ckpts[ckpt_name]
@@ -178,7 +178,7 @@ def test_foreign_file_runs_like_ours(engine_lib, ckpts, tmp_path, case):
 def test_activation_key_is_honoured_and_checked(engine_lib, ckpts, tmp_path):
     """A "bitnet" file that names its activation runs it, even against the 2B4T signature; an
     activation the engine does not have is a clear error, not a silent SiLU."""
-    from utils.bindings import BitnetError, Model
+    from bitnet.bindings import BitnetError, Model
 
     ours = _ours(ckpts["2b4t"], "f16")
     silu = rewrite(ours, tmp_path / "silu.gguf", "bitnet", drop=("bitnet-b1.58.hidden_activation",),

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, BitNetForCausalLM
 from transformers.integrations.bitnet import AutoBitLinear, BitLinear, pack_weights
 
 from utils.generate_dummy_model import BOS, EOS_TEXT, EOT, generate
-from utils.ternary import unpack_hf
+from bitnet.formats.ternary import unpack_hf
 
 FILES = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
 

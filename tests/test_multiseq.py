@@ -30,7 +30,7 @@ import random
 import numpy as np
 import pytest
 
-from utils.common import DEFAULT_MODEL_DIR
+from bitnet.common import DEFAULT_MODEL_DIR
 
 N_CTX = 256
 
@@ -38,7 +38,7 @@ N_CTX = 256
 @pytest.fixture(scope="module")
 def tiny_default_gguf(tiny_packed, tmp_path_factory):
     """The tiny dummy model with the converter's default embedding type (Q6_K)."""
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
 
     return convert(tiny_packed, tmp_path_factory.mktemp("multiseq") / "tiny-i2_s.gguf")
 
@@ -48,7 +48,7 @@ class Schedule:
     a context of its own; compares the logits rows."""
 
     def __init__(self, model, n_slots: int, n_batch: int = 512):
-        from utils.bindings import Context
+        from bitnet.bindings import Context
 
         self.model = model
         self.ctx = Context(model, n_ctx=N_CTX, n_threads=2, n_batch=n_batch, n_seq_max=n_slots)
@@ -58,7 +58,7 @@ class Schedule:
         self.rows = 0
 
     def start(self, slot: int) -> None:
-        from utils.bindings import Context
+        from bitnet.bindings import Context
 
         self.ctx.seq_clear(slot)
         self.alone[slot] = Context(self.model, n_ctx=N_CTX, n_threads=2)
@@ -112,7 +112,7 @@ def prompt(rng: random.Random, n_vocab: int, n: int) -> list[int]:
 
 def run_schedule(path, n_batch: int = 512, long_prompt: int = 200) -> int:
     """The schedule of the module docstring; returns the number of logits rows compared."""
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     with Model(path) as model:
         rng = random.Random(1)
@@ -161,7 +161,7 @@ def test_batched_equals_alone_f16_output(engine_lib, tiny_gguf):
 
 
 def test_bad_batches_fail_and_change_nothing(engine_lib, tiny_default_gguf):
-    from utils.bindings import BitnetError, Context, Model
+    from bitnet.bindings import BitnetError, Context, Model
 
     with Model(tiny_default_gguf) as model, Context(model, n_ctx=8, n_threads=1, n_seq_max=2) as ctx:
         ctx.decode_batch([1, 2, 3], [0, 0, 1], [0, 1, 0])
@@ -209,7 +209,7 @@ def test_bad_batches_fail_and_change_nothing(engine_lib, tiny_default_gguf):
 def test_one_sequence_api_is_sequence_zero(engine_lib, tiny_default_gguf):
     """bitnet_decode, n_past and truncate act on sequence 0 and leave the others alone; n_seq_max 0
     means one slot."""
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     with Model(tiny_default_gguf) as model:
         with Context(model, n_ctx=32, n_threads=1, n_seq_max=0) as one:
@@ -227,7 +227,7 @@ def test_one_sequence_api_is_sequence_zero(engine_lib, tiny_default_gguf):
 def test_detokenize_matches_hugging_face(engine_lib, shipped_gguf):
     from tokenizers import Tokenizer
 
-    from utils.bindings import BitnetError, Model
+    from bitnet.bindings import BitnetError, Model
 
     hf = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
     with Model(shipped_gguf) as model:
@@ -244,7 +244,7 @@ def test_detokenize_matches_hugging_face(engine_lib, shipped_gguf):
 def test_detokenize_for_display_leaves_control_tokens_out(engine_lib, shipped_gguf):
     from tokenizers import Tokenizer
 
-    from utils.bindings import BitnetError, Model
+    from bitnet.bindings import BitnetError, Model
 
     hf = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
     with Model(shipped_gguf) as model:

@@ -152,7 +152,7 @@ def test_tool_reports_progress_and_counts(engine_bin, tiny_packed, tiny_gguf, te
 
 
 def test_text_too_short_names_the_count(engine_lib, tiny_gguf, tmp_path):
-    from utils.common import BitnetError
+    from bitnet.common import BitnetError
     from utils.perplexity import perplexity
 
     short = tmp_path / "short.txt"
@@ -162,7 +162,7 @@ def test_text_too_short_names_the_count(engine_lib, tiny_gguf, tmp_path):
 
 
 def test_missing_files(engine_bin, tiny_gguf, tmp_path):
-    from utils.common import BitnetError
+    from bitnet.common import BitnetError
     from utils.perplexity import perplexity
 
     with pytest.raises(BitnetError, match="text file .*nope.txt not found"):

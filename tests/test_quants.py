@@ -2,12 +2,12 @@
 
 * tests/cpp/test_quants.cpp (run here) checks every ISA's kernels against the scalar reference;
 * the engine's dequantize_row against gguf-py's numpy dequantizers, byte-identical floats;
-* utils/quants.quantize: the bytes gguf-py would write where it has a quantizer; for Q6_K (which
+* bitnet.formats.quants.quantize: the bytes gguf-py would write where it has a quantizer; for Q6_K (which
   gguf-py cannot quantize) its error against the values, decoded by gguf-py, beside a plain
   absmax quantizer's;
 * every ISA's matmuls against float64 numpy on the weights gguf-py dequantizes and the int8
   activations the engine's contract defines (per block d = absmax/127, q = rint(x/d));
-* I2_S with rows that are not a multiple of 128 (utils/ternary.pack_i2s pads them) through the
+* I2_S with rows that are not a multiple of 128 (bitnet.formats.ternary.pack_i2s pads them) through the
   engine's I2_S kernel, exact.
 
 The C++ side is driven through test_quants' --dequantize / --gemm modes.
@@ -22,9 +22,9 @@ import pytest
 from gguf.quants import dequantize as gguf_dequantize
 from gguf.quants import quantize as gguf_quantize
 
-from utils.common import BitnetError
-from utils.quants import GGML_TYPE_IDS, quantize
-from utils.ternary import pack_i2s, unpack_i2s
+from bitnet.common import BitnetError
+from bitnet.formats.quants import GGML_TYPE_IDS, quantize
+from bitnet.formats.ternary import pack_i2s, unpack_i2s
 
 ISAS = ["scalar", "avx2", "avx512vnni"]
 BLOCK = {"q8_0": 32, "q4_0": 32, "q6_k": 256, "tq1_0": 256, "tq2_0": 256}

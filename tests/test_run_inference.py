@@ -71,18 +71,30 @@ def test_flags_reach_bitnet_cli(fake_build, model_file):
     assert recorded_args(fake_build)[-1] == "--special"
 
 
-def test_chat_flags_reach_bitnet_cli(fake_build, model_file):
-    res = run_inference("-m", str(model_file), "-cnv", "--chat-template", "llama3", build_dir=fake_build)
-    assert res.returncode == 0, res.stderr
-    assert recorded_args(fake_build) == [  # no -p: no system prompt (not the completion default)
-        "-m", str(model_file), "-p", "", "-n", "128", "-t", "2", "-c", "0", "--temp", "0.8", "-cnv",
-        "--chat-template", "llama3"]
+def test_chat_runs_on_the_package_as_bitnet_cli_chats(engine_bin, shipped_gguf):
+    """-cnv runs in Python (bitnet/repl.py), not in bitnet-cli: fed the same lines through a pipe,
+    it prints what bitnet-cli -cnv prints, a system prompt and a chat template given or not."""
+    lines = "Create a new list\n\nWhat does it return?\n/exit\nnever read\n"
+    for extra in ([], ["-p", "You document Python."], ["--chat-template", "chatml"]):
+        settings = ["-m", str(shipped_gguf), "-n", "10", "-t", "1", "-c", "256", *extra]
+        res = subprocess.run([sys.executable, str(ROOT / "run_inference.py"), "-cnv", "-temp", "0", *settings],
+                             input=lines, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "BITNET_BUILD_DIR": str(engine_bin.parent)})
+        assert res.returncode == 0, res.stderr
+        direct = subprocess.run([str(engine_bin / "bitnet-cli"), "-cnv", "--temp", "0", *settings], input=lines,
+                                capture_output=True, text=True, timeout=300)
+        assert res.stdout == direct.stdout and res.stdout.count("> ") == 4, (extra, res.stdout)
+        assert "prompt eval:" in res.stderr and "Traceback" not in res.stderr
 
-    res = run_inference("-m", str(model_file), "-p", "You are a helpful assistant", "--conversation",
-                        build_dir=fake_build)
-    assert res.returncode == 0, res.stderr
-    assert recorded_args(fake_build)[2:4] == ["-p", "You are a helpful assistant"]
-    assert recorded_args(fake_build)[-1] == "-cnv"
+
+def test_chat_errors_are_one_line(engine_bin, tmp_path):
+    env = {**os.environ, "BITNET_BUILD_DIR": str(engine_bin.parent)}
+    for args, message in ((["-m", str(tmp_path / "nope.gguf")], "not found"),
+                          (["--chat-template", "vicuna"], "--chat-template"), (["-n", "0"], "-n 0")):
+        res = subprocess.run([sys.executable, str(ROOT / "run_inference.py"), "-cnv", *args], input="hi\n",
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert res.returncode in (1, 2) and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert "> " not in res.stdout
 
 
 def test_chat_template_needs_chat_mode(fake_build, model_file):

@@ -14,7 +14,7 @@ def _lib(engine_lib):
 
 
 def draws(logits, n, **kw):
-    from utils.bindings import Sampler
+    from bitnet.bindings import Sampler
 
     s = Sampler(**kw)
     return np.array([s.sample(logits) for _ in range(n)])
@@ -61,7 +61,7 @@ def test_draws_follow_softmax_with_temperature():
 
 
 def test_repetition_penalty_demotes_seen_tokens():
-    from utils.bindings import Sampler
+    from bitnet.bindings import Sampler
 
     logits = np.array([3.0, 2.9, -1.0], dtype=np.float32)
     s = Sampler(temperature=0, repeat_penalty=1.5, repeat_last_n=8)

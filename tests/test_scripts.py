@@ -45,7 +45,7 @@ def test_a_failure_is_one_error_line(args, message):
 
 
 def test_readme_and_help_agree_on_the_embedding_default():
-    from utils.convert_hf_to_gguf import default_embd_type
+    from bitnet.convert.hf import default_embd_type
 
     for q in ("i2_s", "tl1", "tl2"):
         assert default_embd_type(q, 512) == "q6_k" and default_embd_type(q, 384) == "q8_0"

@@ -16,7 +16,7 @@ import urllib.parse
 
 import pytest
 
-from utils.common import DEFAULT_MODEL_DIR
+from bitnet.common import DEFAULT_MODEL_DIR
 
 openai = pytest.importorskip("openai")
 
@@ -36,7 +36,7 @@ def gguf(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(engine_lib, gguf):
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     with Model(gguf) as m:
         yield m
@@ -99,7 +99,7 @@ def _wait_for(pred, what: str, timeout: float = 10.0) -> None:
 def _reference(model, tokens: list[int], n: int) -> tuple[str, str]:
     """The engine's greedy continuation through the bindings, without the server: (text, finish
     reason)."""
-    from utils.bindings import Context
+    from bitnet.bindings import Context
 
     with Context(model, n_ctx=256, n_threads=1) as ctx:
         logits, out = ctx.decode(tokens)[-1], []
@@ -143,7 +143,11 @@ def test_openai_client_matches_the_engine(server, model):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == want
     assert chunks[-2].choices[0].finish_reason == reason
-    assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == r.usage.model_dump()
+    # The same conversation again: all but its last token come from the slot's cache this time.
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")
+    assert chunks[-1].choices == [] and [getattr(chunks[-1].usage, k) for k in counts] == \
+        [getattr(r.usage, k) for k in counts]
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == len(tokens) - 1
     assert all(c.usage is None for c in chunks[:-1])
 
 
@@ -211,7 +215,7 @@ def test_stop_strings_never_leak(server, model):
 
 
 def test_stop_filter_holds_back_prefixes():
-    from utils.server.scheduler import StopFilter
+    from bitnet.server.scheduler import StopFilter
 
     f = StopFilter(["abc", "xy"])
     assert f.push("123a") == ("123", False)

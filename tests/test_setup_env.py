@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from fake_hub import FakeHub
 
-from utils.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT
-from utils.convert_hf_to_gguf import convert
-from utils.gguf_reader import read_gguf
+from bitnet.common import DEFAULT_MODEL_DIR, DEFAULT_PROMPT
+from bitnet.convert.hf import convert
+from bitnet.formats.gguf_reader import read_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
 F32, F16, Q8_0, Q6_K, I2_S = 0, 1, 8, 14, 36
@@ -202,7 +202,7 @@ BITNET_CPP_IDS = [
 
 
 def test_known_ids_cover_bitnet_cpps_list():
-    from utils import hub
+    from bitnet import hub
 
     for repo_id in [*BITNET_CPP_IDS, "microsoft/BitNet-b1.58-2B-4T-gguf"]:
         known = hub.known_model(repo_id)

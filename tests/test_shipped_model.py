@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from utils.common import DEFAULT_MODEL_DIR
+from bitnet.common import DEFAULT_MODEL_DIR
 from conftest import EXACT_ATTN_FLAGS  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "heldout.txt").is_file(),

@@ -1,10 +1,10 @@
 """The C++ SentencePiece (Llama-2 style) tokenizer against Hugging Face `tokenizers` and the
-`sentencepiece` package, on vocabularies trained here by utils.vocab.build_spm_tokenizer.
+`sentencepiece` package, on vocabularies trained here by bitnet.convert.vocab.build_spm_tokenizer.
 
 The C++ side is tests/cpp/tokenize_driver.cpp (the real bitnet::Tokenizer, model "llama") fed a
 plain-text dump of tokenizer.model; ids and decoded text must equal what `tokenizers` gives for
 the builder's tokenizer.json, and what `sentencepiece` gives for tokenizer.model, on the corpus of
-tests/test_tokenizer.py plus SentencePiece edge cases. The converter's export (utils.vocab.
+tests/test_tokenizer.py plus SentencePiece edge cases. The converter's export (bitnet.convert.vocab.
 add_tokenizer, from tokenizer.model or from tokenizer.json alone) is checked through a converted
 tiny checkpoint and the engine's C API.
 """
@@ -26,7 +26,7 @@ from sentencepiece import sentencepiece_model_pb2  # noqa: E402
 from test_tokenizer import CORPUS, driver, first_mismatches, pydoc_text, run_driver  # noqa: E402,F401
 from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers  # noqa: E402
 
-from utils.vocab import SPACE, add_tokenizer, build_spm_tokenizer  # noqa: E402
+from bitnet.convert.vocab import SPACE, add_tokenizer, build_spm_tokenizer  # noqa: E402
 
 USER_DEFINED = "<tool>"  # a non-special added token, appended after the trained vocabulary
 EXTRA = [  # SentencePiece edge cases: spaces and "▁", added tokens, unknowns
@@ -243,7 +243,7 @@ def test_inconsistent_vocabulary_is_a_clear_error(driver, small_dir, tmp_path, c
 def write_tokenizer_gguf(model_dir: Path, out: Path, n_vocab: int):
     from gguf import GGUFWriter
 
-    from utils.gguf_reader import read_gguf
+    from bitnet.formats.gguf_reader import read_gguf
 
     w = GGUFWriter(str(out), "llama")
     add_tokenizer(w, model_dir, n_vocab)
@@ -303,7 +303,7 @@ def test_engine_api_tokenizes_converted_model_like_hf(engine_lib, spm_checkpoint
     the engine, used through the C API, against `tokenizers` on tokenizer.json."""
     from conftest import convert_to
 
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(spm_checkpoint, ckpt)

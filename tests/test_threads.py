@@ -22,7 +22,7 @@ def test_threadpool_chunks_once(engine_bin):
 
 @pytest.mark.parametrize("flash_attn", [True, False])
 def test_logits_same_bits_for_any_thread_count(engine_lib, tiny_gguf, flash_attn):
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     # Long enough that the matmuls of this small model are cut into pieces (shorter ones run on
     # the caller alone), with a token count that 2, 3 and 8 do not divide.
@@ -42,7 +42,7 @@ def test_logits_same_bits_for_any_thread_count(engine_lib, tiny_gguf, flash_attn
 
 
 def test_default_n_threads_in_range(engine_lib):
-    from utils.bindings import default_n_threads, load_library
+    from bitnet.bindings import default_n_threads, load_library
 
     n = default_n_threads()
     assert 1 <= n <= os.cpu_count()
@@ -52,7 +52,7 @@ def test_default_n_threads_in_range(engine_lib):
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset")
 def test_default_n_threads_honors_taskset(engine_bin, engine_lib, tiny_gguf):
-    code = "from utils.bindings import default_n_threads; print(default_n_threads())"
+    code = "from bitnet.bindings import default_n_threads; print(default_n_threads())"
     r = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -69,7 +69,7 @@ def test_default_n_threads_honors_taskset(engine_bin, engine_lib, tiny_gguf):
 
 
 def test_thread_count_messages(engine_bin, engine_lib, tiny_gguf):
-    from utils.bindings import BitnetError, Context, Model, default_n_threads
+    from bitnet.bindings import BitnetError, Context, Model, default_n_threads
 
     usable = default_n_threads()
     most = min(4 * usable, 1024)

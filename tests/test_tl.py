@@ -2,7 +2,7 @@
 
 * tests/cpp/test_tl.cpp (run here) checks every ISA's TL kernels against Σ t·q computed directly
   from a matrix packed by its own C++ packer;
-* the Python packer (utils/tl_pack.py) round-trips, and its payload fed to the engine's kernels
+* the Python packer (bitnet/formats/tl_pack.py) round-trips, and its payload fed to the engine's kernels
   (test_tl --gemm) gives numpy's integer product, so both sides read the layout alike;
 * a tl1 / tl2 file of a checkpoint gives logits identical, bit for bit, to the i2_s file of the
   same checkpoint (same integer products, same rescale), for a prompt batch and single tokens;
@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import convert_to
-from utils.common import REPO_ROOT
-from utils.tl_pack import (
+from bitnet.common import REPO_ROOT
+from bitnet.formats.tl_pack import (
     TL1_TYPE_ID,
     TL2_TYPE_ID,
     TL_BLOCK_KEY,
@@ -109,7 +109,7 @@ def test_bad_matrices_are_refused():
 
 
 def _logits(lib, path, ids, n_threads):
-    from utils.bindings import Context, Model
+    from bitnet.bindings import Context, Model
 
     with Model(path, lib) as model, Context(model, n_ctx=64, n_threads=n_threads) as ctx:
         prompt = ctx.decode(ids, logits_all=True)  # one batch: the GEMM path
@@ -139,7 +139,7 @@ def _patched(src, dst, old: bytes, new: bytes, value: int | None = None):
 
 
 def test_foreign_or_mismatched_tl_files_are_refused(engine_lib, tiny_packed, tmp_path):
-    from utils.bindings import BitnetError, Model
+    from bitnet.bindings import BitnetError, Model
 
     path = convert_to(tiny_packed, "tl2")
     key = TL_BLOCK_KEY.encode()
@@ -156,7 +156,7 @@ def test_foreign_or_mismatched_tl_files_are_refused(engine_lib, tiny_packed, tmp
 
 
 def test_converter_refuses_shapes_tl_cannot_hold(tmp_path):
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
     from utils.generate_dummy_model import generate
 
     ckpt = tmp_path / "ffn96"
@@ -169,7 +169,7 @@ def test_converter_refuses_shapes_tl_cannot_hold(tmp_path):
 def test_codegen_writes_stamped_header_and_config(tiny_packed, tmp_path):
     from click.testing import CliRunner
 
-    from utils.codegen_tl import main_command, read_config
+    from bitnet.codegen.tl import main_command, read_config
 
     header, config = tmp_path / "k.h", tmp_path / "k.ini"
     args = ["--model", str(tiny_packed), "--BK", "96,192,252,6", "--BM", "128",
@@ -203,7 +203,7 @@ def test_codegen_writes_stamped_header_and_config(tiny_packed, tmp_path):
 def test_codegen_refuses_bad_tiles(tiny_packed, tmp_path, qtype, args, message):
     from click.testing import CliRunner
 
-    from utils.codegen_tl import main_command
+    from bitnet.codegen.tl import main_command
 
     header = tmp_path / "k.h"
     r = CliRunner().invoke(main_command(qtype), ["--model", str(tiny_packed), *args, "--header", str(header),
@@ -239,9 +239,9 @@ PRESET_SHAPES = {
 
 
 def test_presets_cover_the_known_models_shapes():
-    from utils.codegen_tl import PRESETS, read_config, validate
+    from bitnet.codegen.tl import PRESETS, read_config, validate
     from utils.generate_dummy_model import _complete_shape, resolve_config
-    from utils.hub import KNOWN_MODELS
+    from bitnet.hub import KNOWN_MODELS
 
     known = {m.local_name for m in KNOWN_MODELS if not m.local_name.startswith("Falcon-E")}
     assert set(PRESET_SHAPES) == known
@@ -267,7 +267,7 @@ def test_tuner_codegen_and_build_rewrite_the_header(tiny_packed, tmp_path):
 
     src = tmp_path / "src"
     skip = shutil.ignore_patterns("__pycache__", "*.gguf", "bitnet-lut-kernels*.h", "kernel_config.ini")
-    for d in ("cmake", "include", "src", "tests/cpp", "utils", "preset_kernels"):
+    for d in ("cmake", "include", "src", "tests/cpp", "utils", "bitnet", "preset_kernels"):
         shutil.copytree(REPO_ROOT / d, src / d, ignore=skip)
     shutil.copy(REPO_ROOT / "CMakeLists.txt", src)
 
@@ -281,7 +281,7 @@ def test_tuner_codegen_and_build_rewrite_the_header(tiny_packed, tmp_path):
     out = run(src / "utils/tune_kernels.py", "-m", tiny_packed, "-q", "tl2", "--BM", "64,128", "--BK", "48",
               "--out", preset, "--build-dir", tmp_path / "build-tune")
     assert "TL2 time per call in µs, columns BM/BK" in out and "64/48" in out and "128/48" in out
-    from utils.codegen_tl import read_config
+    from bitnet.codegen.tl import read_config
 
     tiles = read_config(preset)
     assert {(t.M, t.K) for t in tiles} == {(256, 256), (128, 256), (512, 256), (256, 512)}
@@ -289,7 +289,7 @@ def test_tuner_codegen_and_build_rewrite_the_header(tiny_packed, tmp_path):
 
     run(src / "utils/codegen_tl2.py", "--preset", preset)
     # the first build turns the C++ tests on (a later plain utils/build.py run keeps them)
-    run("-c", f"import sys; sys.path.insert(0, {str(src)!r}); from utils.build import build_engine; "
+    run("-c", f"import sys; sys.path.insert(0, {str(src)!r}); from bitnet.build import build_engine; "
               f"build_engine({str(tmp_path / 'build')!r}, {str(tmp_path / 'logs')!r}, "
               "cmake_args=['-DBITNET_BUILD_TESTS=ON'])")
 

@@ -405,7 +405,7 @@ def test_token_types_length_mismatch_is_an_error(driver, tmp_path):
 def test_engine_api_tokenizes_converted_model_like_hf(engine_lib, tiny_packed, tiny_gguf):
     """The whole path: the converter's GGUF vocabulary, loaded by the engine and used through the
     C API (bitnet_tokenize / bitnet_token_to_piece), against the checkpoint's tokenizer.json."""
-    from utils.bindings import Model
+    from bitnet.bindings import Model
 
     hf = Tokenizer.from_file(str(tiny_packed / "tokenizer.json"))
     with Model(tiny_gguf) as m:

@@ -3,7 +3,7 @@
     python utils/codegen_tl2.py --model models/BitNet-b1.58-2B-4T --BM 256 --BK 192
     python utils/codegen_tl2.py --preset preset_kernels/BitNet-b1.58-2B-4T/kernel_config_tl2.ini
 
-writes include/bitnet-lut-kernels.h and include/kernel_config.ini (see utils/codegen_tl.py for
+writes include/bitnet-lut-kernels.h and include/kernel_config.ini (see bitnet/codegen/tl.py for
 the tiles and their constraints); rebuild the engine afterwards.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.codegen_tl import main_command  # noqa: E402
-from utils.common import run_cli  # noqa: E402
+from bitnet.codegen.tl import main_command  # noqa: E402
+from bitnet.common import run_cli  # noqa: E402
 
 main = main_command("tl2")
 

@@ -24,7 +24,7 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import build_dir, run_cli  # noqa: E402
+from bitnet.common import build_dir, run_cli  # noqa: E402
 
 
 def _spin() -> None:

@@ -27,7 +27,7 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import BitnetError, display_path, engine_tool, run_cli
+from bitnet.common import BitnetError, display_path, engine_tool, run_cli
 
 
 def run_bench_json(cmd: list[str]) -> dict:

@@ -18,9 +18,12 @@ every tensor has its own generator seeded from (seed, tensor name), so values do
 the order tensors are written in.
 
 Formats (of the ternary linears):
-  packed  the offline layout of bitnet-b1.58-2B-4T and the Falcon3/Llama3 1.58-bit checkpoints:
-          uint8 [out/4, in] ternary codes plus a bf16 `weight_scale` [1] = 1/mean|W| (BitLinear
-          divides by it);
+  packed       offline ternary codes, transformers' BitLinear layout (the Falcon3/Llama3
+               1.58-bit checkpoints): uint8 [out/4, in] codes plus a bf16 `weight_scale` [1] =
+               1/mean|W| that the output is divided by;
+  packed-auto  the layout of the real microsoft/bitnet-b1.58-2B-4T config (`linear_class:
+               autobitlinear`, `quantization_mode: offline`): the same codes, and a
+               `weight_scale` = mean|W| that the output is multiplied by;
   bf16    master weights: linears are bf16 [out, in]; transformers ternarizes them on the fly;
   fp16    master weights in float16, as 1bitLLM publishes them (the only format of `bitnet`).
 For the same seed and shape, every format holds the same master weights, so they describe the
@@ -32,7 +35,7 @@ logit std ~4. The tokenizer is a Llama-3-style byte-level BPE trained on Python'
 (pydoc_data.topics, always available offline), padded with Llama-3 reserved special tokens when
 training cannot reach the requested vocabulary; the `bitnet` architecture uses it too although
 the real 1bitLLM models have a Llama-2 SentencePiece vocabulary (the engine does not care which
-vocabulary a checkpoint has; the SentencePiece dummy is built by utils/vocab.py once it has one).
+vocabulary a checkpoint has; the SentencePiece dummy is built by bitnet/convert/vocab.py once it has one).
 
 The safetensors file is written tensor by tensor (header first, then each tensor's bytes), so
 the 2B4T shape needs well under 4 GB of RAM.
@@ -55,9 +58,9 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python utils/generate_dummy_model.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import run_cli  # noqa: E402
-from utils.ternary import absmean_quantize, pack_hf  # noqa: E402
-from utils.vocab import build_spm_tokenizer  # noqa: E402
+from bitnet.common import run_cli  # noqa: E402
+from bitnet.formats.ternary import absmean_quantize, pack_hf  # noqa: E402
+from bitnet.convert.vocab import build_spm_tokenizer  # noqa: E402
 
 BF16 = ml_dtypes.bfloat16
 
@@ -65,11 +68,12 @@ ARCHS = ("bitnet-b1.58", "bitnet", "llama")
 # Per architecture: config defaults, the checkpoint formats it exists in (first = default), and
 # its sub-norm tensor names (attention, FFN) under model.layers.N.
 ARCH_INFO: dict[str, dict] = {
-    "bitnet-b1.58": dict(rope_theta=500000.0, eps=1e-5, tied=True, formats=("packed", "bf16"),
+    "bitnet-b1.58": dict(rope_theta=500000.0, eps=1e-5, tied=True, formats=("packed", "packed-auto", "bf16"),
                          sub_norms=("self_attn.attn_sub_norm", "mlp.ffn_sub_norm")),
     "bitnet": dict(rope_theta=10000.0, eps=1e-5, tied=True, formats=("fp16",),
                    sub_norms=("self_attn.inner_attn_ln", "mlp.ffn_layernorm")),
-    "llama": dict(rope_theta=500000.0, eps=1e-5, tied=False, formats=("packed", "bf16"), sub_norms=None),
+    "llama": dict(rope_theta=500000.0, eps=1e-5, tied=False, formats=("packed", "packed-auto", "bf16"),
+                  sub_norms=None),
 }
 
 # Shapes: hidden, layers, heads, kv_heads, ffn, vocab, ctx, and head_dim where the config states
@@ -129,6 +133,7 @@ CHAT_TEMPLATE = (
 )
 
 QUANT_CONFIG_PACKED = {"quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"}
+QUANT_CONFIG_PACKED_AUTO = {"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "offline"}
 # transformers quantizes bf16 master weights on the fly (AutoBitLinear, WeightQuant) only with
 # this config; without any quantization_config its BitNet forward is plain float.
 QUANT_CONFIG_BF16 = {"quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "online"}
@@ -241,7 +246,8 @@ def _tensor_specs(shape: dict, seed: int, fmt: str) -> Iterator[tuple[str, str, 
         scale_of = {}
 
         def weight():
-            t, scale_of["s"] = absmean_quantize(_master_linear(seed, name, out_f, in_f))
+            t, s = absmean_quantize(_master_linear(seed, name, out_f, in_f))
+            scale_of["s"] = np.float32(1.0) / s if fmt == "packed-auto" else s  # multiplier: mean|W|
             yield pack_hf(t)
 
         def scale():
@@ -255,7 +261,7 @@ def _tensor_specs(shape: dict, seed: int, fmt: str) -> Iterator[tuple[str, str, 
         yield p + "input_layernorm.weight", st_float, [hidden], norm(p + "input_layernorm.weight", hidden)
         for suffix, out_f, in_f in _linears(shape):
             name = p + suffix + ".weight"
-            if fmt == "packed":
+            if fmt in ("packed", "packed-auto"):
                 weight, scale = linear_packed(name, out_f, in_f)
                 yield name, "U8", [out_f // 4, in_f], weight
                 yield p + suffix + ".weight_scale", "BF16", [1], scale
@@ -458,7 +464,7 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
 
-    qc = QUANT_CONFIG_PACKED if fmt == "packed" else QUANT_CONFIG_BF16
+    qc = {"packed": QUANT_CONFIG_PACKED, "packed-auto": QUANT_CONFIG_PACKED_AUTO}.get(fmt, QUANT_CONFIG_BF16)
     if shape["arch"] == "bitnet":
         # 1bitLLM's models use Llama-2's SentencePiece vocabulary: <unk>, <s>, </s> at 0, 1, 2.
         build_spm_tokenizer(out, shape["vocab"])
@@ -480,8 +486,9 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
               help="bitnet-b1.58 (2B4T), bitnet (1bitLLM) or llama (ternary Llama/Falcon3) "
                    "[default: the preset's].")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
-@click.option("--format", "fmt", type=click.Choice(["packed", "bf16", "fp16"]),
-              help="packed: offline ternary codes + scales; bf16/fp16: master weights "
+@click.option("--format", "fmt", type=click.Choice(["packed", "packed-auto", "bf16", "fp16"]),
+              help="packed: offline ternary codes + scales (BitLinear); packed-auto: the same with "
+                   "AutoBitLinear's multiplied scale (the real 2B4T config); bf16/fp16: master weights "
                    "[default: packed, fp16 for bitnet].")
 @click.option("--hidden", type=int, help="Override hidden size.")
 @click.option("--layers", type=int, help="Override number of layers.")

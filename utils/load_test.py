@@ -37,7 +37,7 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import DEFAULT_MODEL, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
+from bitnet.common import DEFAULT_MODEL, DEFAULT_PROMPT, REPO_ROOT, BitnetError, display_path, run_cli
 
 
 

@@ -8,7 +8,7 @@ N prompts are windows of --prompt-tokens tokens taken at seeded random offsets o
 text (default: CKPT/heldout.txt), tokenized once with the checkpoint's tokenizer.json; each gets the
 tokenizer's special prefix (BOS) when the tokenizer adds one. Both sides then generate exactly
 --n-predict greedy tokens (argmax, lowest id on ties, no stopping at EOS): the engine through the
-C API (utils/bindings) on the I2_S GGUF, with its KV cache; the reference as transformers'
+C API (bitnet/bindings.py) on the I2_S GGUF, with its KV cache; the reference as transformers'
 BitNetForCausalLM in float32 on one thread, step by step so that nothing (EOS suppression,
 repetition penalties from generation_config.json) stands between its logits and its choice.
 
@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 if __package__ in (None, ""):  # run as `python utils/lossless_check.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import DEFAULT_MODEL_DIR, BitnetError, display_path, run_cli  # noqa: E402
+from bitnet.common import DEFAULT_MODEL_DIR, BitnetError, display_path, run_cli  # noqa: E402
 
 # Largest logit change one activation-quantizer flip can cause, relative to max|logit| (measured
 # on the tiny models: ~1e-2; see tests/test_engine_reference.py).
@@ -201,7 +201,21 @@ def load_reference(model_dir: Path):
                                                           quantization_mode="online")
     model = BitNetForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
                                               **kwargs)
-    return model.eval()
+    return autobitlinear_in_float32(model).eval()
+
+
+def autobitlinear_in_float32(model):
+    """model computing in float32 when its config is offline AutoBitLinear (the real 2B4T's: packed
+    codes, weight_scale multiplied). For that config transformers loads every tensor in the
+    checkpoint's bf16, whatever dtype was asked for, and a float32 forward then fails (BFloat16 !=
+    float in F.linear). Every stored value (codes -1, 0, 1, bf16 scales, norms, embeddings) is exact
+    in float32, so casting the model changes no value, only the arithmetic: the reference computes
+    in float32 like the other layouts' references, with no looser tolerance."""
+    import torch
+
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model = model.to(torch.float32)
+    return model
 
 
 def reference_greedy(model, prompt: list[int], n: int) -> np.ndarray:
@@ -223,7 +237,7 @@ def reference_greedy(model, prompt: list[int], n: int) -> np.ndarray:
 def _engine_sequence(model, index: int, start: int, prompt: list[int], ref_logits: np.ndarray,
                      threads: int, piece: Callable[[int], str], cache: dict) -> SequenceResult:
     """The engine's greedy continuation of ``prompt``, compared step by step with the reference."""
-    from utils.bindings import Context
+    from bitnet.bindings import Context
 
     n = len(ref_logits)
     ref_tokens = [int(np.argmax(r)) for r in ref_logits]
@@ -254,7 +268,7 @@ def resolve_gguf(model_dir: Path, gguf: Path | None, tmp_dir: Path,
     writable, in ``tmp_dir`` otherwise. The protocol's file has I2_S linears and a float32
     embedding/output matrix like the reference's (the converter's default output type is
     quantized, which is a separate, measured trade-off: see default_embd_type)."""
-    from utils.convert_hf_to_gguf import convert
+    from bitnet.convert.hf import convert
 
     if gguf is not None:
         if not gguf.is_file():
@@ -326,7 +340,7 @@ def _reference_store(path: Path | None, prompts: list[tuple[int, list[int]]], n_
 def _run_prompts(engine, model_dir: Path, cfg: dict, tok, prompts: list[tuple[int, list[int]]],
                  n_predict: int, threads: int, progress, log, cache: dict, reference_cache: Path | None = None):
     """Both sides on every prompt: (sequences, reference margins [N, n], max|logit| [N, n])."""
-    from utils import bindings
+    from bitnet import bindings
 
     if engine.n_vocab != cfg.get("vocab_size", engine.n_vocab):
         raise BitnetError(f"the GGUF has {engine.n_vocab} tokens but the checkpoint {cfg['vocab_size']}: "
@@ -384,7 +398,7 @@ def lossless_check(model_dir: str | Path = DEFAULT_MODEL_DIR, gguf: str | Path |
     """
     from tokenizers import Tokenizer
 
-    from utils import bindings
+    from bitnet import bindings
 
     t0 = time.perf_counter()
     model_dir = Path(model_dir)

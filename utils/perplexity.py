@@ -25,7 +25,7 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.common import DEFAULT_MODEL, DEFAULT_MODEL_DIR, BitnetError, display_path, engine_tool, run_cli, run_tool
+from bitnet.common import DEFAULT_MODEL, DEFAULT_MODEL_DIR, BitnetError, display_path, engine_tool, run_cli, run_tool
 
 DEFAULT_TEXT = DEFAULT_MODEL_DIR / "heldout.txt"
 

@@ -43,14 +43,14 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from utils.common import run_cli  # noqa: E402
+from bitnet.common import run_cli  # noqa: E402
 from utils.generate_dummy_model import (  # noqa: E402
     EOS_TEXT,
     QUANT_CONFIG_PACKED,
     build_tokenizer,
     write_tokenizer_and_configs,
 )
-from utils.ternary import pack_hf  # noqa: E402
+from bitnet.formats.ternary import pack_hf  # noqa: E402
 
 HELDOUT_EVERY = 20  # document i is held out when i % HELDOUT_EVERY == HELDOUT_EVERY - 1
 HELDOUT_TXT_MAX_BYTES = 300_000  # heldout.txt keeps whole documents up to this size

@@ -24,7 +24,7 @@ import click
 if __package__ in (None, ""):  # run as a script: make `utils` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.codegen_tl import (  # noqa: E402
+from bitnet.codegen.tl import (  # noqa: E402
     PRESETS,
     Tiles,
     command_line,
@@ -33,8 +33,8 @@ from utils.codegen_tl import (  # noqa: E402
     render_header,
     validate,
 )
-from utils.common import build_dir, display_path, run_cli  # noqa: E402
-from utils.tl_pack import TL_BM  # noqa: E402
+from bitnet.common import build_dir, display_path, run_cli  # noqa: E402
+from bitnet.formats.tl_pack import TL_BM  # noqa: E402
 
 DEFAULT_BM = "64,128,256,512"
 DEFAULT_BK = {"tl1": "64,128,254", "tl2": "48,96,192,252"}
@@ -54,7 +54,7 @@ def candidate_tiles(qtype: str, shapes: list[tuple[int, int]], bm: int, bk: int)
 
 def measure(qtype: str, tiles: list[Tiles], bdir: Path, tokens: int, log_dir: Path) -> dict[tuple[int, int], float]:
     """Build test_tl with these tiles and return seconds per (M, K)."""
-    from utils.build import build_engine
+    from bitnet.build import build_engine
 
     gen = bdir / "tune-include"
     gen.mkdir(parents=True, exist_ok=True)

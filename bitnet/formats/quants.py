@@ -26,7 +26,7 @@ from gguf import GGMLQuantizationType
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import quantize as gguf_quantize
 
-from utils.common import BitnetError
+from bitnet.common import BitnetError
 
 GGML_TYPE_IDS = {"q8_0": 8, "q4_0": 2, "q6_k": 14, "tq1_0": 34, "tq2_0": 35}
 

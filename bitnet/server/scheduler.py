@@ -12,9 +12,15 @@ sampled last, and prompt chunks of newly admitted requests, at most ``batch_size
 per step, so a long prompt is evaluated over several steps interleaved with the other requests'
 generation instead of stalling them.
 
-Per-request determinism: a request's prompt is always cut into the same chunks (multiples of
-``batch_size`` from its start, whatever else is running), and each request samples with its own
-seeded sampler, so the same request gives the same tokens alone or among others.
+Prompt caching: a slot keeps its tokens when its request ends. A new request takes the free slot
+whose tokens share the longest prefix with its prompt, and only the rest of the prompt is
+evaluated (``Finished.cached_tokens`` counts the tokens it reused): a chat that comes back with one
+more turn evaluates only that turn.
+
+Per-request determinism: the engine gives a token the same logits whatever else is in its step
+and however its prompt was cut into chunks (its attention is batch-invariant), and each request
+samples with its own seeded sampler, so the same request gives the same tokens alone or among
+others, and with or without a cached prefix.
 
 Text comes out through an incremental UTF-8 decoder (a character split across tokens is sent once
 complete) and a ``StopFilter``, which holds back any tail that could be the start of a stop string,
@@ -39,8 +45,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from utils.bindings import BitnetError, Model, Sampler
-from utils.server.engine import BatchEngine, StepEntry
+from bitnet.bindings import BitnetError, Model, Sampler
+from bitnet.server.engine import BatchEngine, StepEntry
 
 log = logging.getLogger("bitnet.server")
 
@@ -48,12 +54,16 @@ log = logging.getLogger("bitnet.server")
 @dataclass(frozen=True)
 class SamplingParams:
     """How one request generates. max_tokens None: until end of text or a full context;
-    temperature 0: greedy; top_p 1: off; seed None: a random one; stop: strings that end the text
-    (not included in it); ignore_eos: keep going past end-of-generation tokens."""
+    temperature 0: greedy; top_k 0, top_p 1, min_p 0, repeat_penalty 1: off (OpenAI's sampling is
+    temperature then nucleus, the server's default); seed None: a random one; stop: strings that
+    end the text (not included in it); ignore_eos: keep going past end-of-generation tokens."""
 
     max_tokens: int | None = None
     temperature: float = 0.0
+    top_k: int = 0
     top_p: float = 1.0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
@@ -68,10 +78,12 @@ class Delta:
 @dataclass(frozen=True)
 class Finished:
     """The request is done: reason "stop" (end of text or a stop string) or "length" (max_tokens or
-    a full context)."""
+    a full context). cached_tokens: the prompt's first tokens found in the slot's cache, not
+    evaluated again."""
     reason: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,18 +148,20 @@ class StopFilter:
 class _Running:
     """A request holding a slot."""
 
-    def __init__(self, req: Request, slot: int):
+    def __init__(self, req: Request, slot: int, n_cached: int):
         p = req.params
         self.req = req
         self.slot = slot
-        self.n_fed = 0          # prompt tokens already in the slot
-        self.n_gen = 0          # tokens sampled so far
+        self.n_cached = n_cached      # prompt tokens the slot already held
+        self.n_fed = n_cached         # prompt tokens already in the slot
+        self.n_gen = 0                # tokens sampled so far
+        self.generated: list[int] = []
         self.next_token: int | None = None  # sampled, not yet fed to the engine
         seed = p.seed if p.seed is not None else secrets.randbits(64)
-        # OpenAI's sampling is temperature then nucleus: the engine's top-k, min-p and repetition
-        # penalty stay off.
-        self.sampler = Sampler(temperature=p.temperature, top_k=0, top_p=p.top_p, min_p=0.0,
-                               repeat_penalty=1.0, repeat_last_n=0, seed=seed % 2**64)
+        self.sampler = Sampler(temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
+                               repeat_penalty=p.repeat_penalty, seed=seed % 2**64)
+        for t in req.prompt:  # the repetition penalty looks at the prompt too, as bitnet-cli's does
+            self.sampler.accept(t)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopFilter(p.stop)
 
@@ -184,6 +198,7 @@ class Scheduler:
         self._pending: collections.deque[Request] = collections.deque()
         self._running: list[_Running] = []  # in admission order; changed under the lock
         self._free = list(range(engine.n_slots))  # heap: the lowest free slot goes first
+        self._cached: list[list[int]] = [[] for _ in range(engine.n_slots)]  # each slot's tokens
         self._closing = False
         self._failure: str | None = None  # why the thread stopped, when it failed
         self._thread: threading.Thread | None = None
@@ -315,21 +330,30 @@ class Scheduler:
     def _drop_cancelled(self) -> None:
         for r in [r for r in self._running if r.req.cancelled]:
             self._running.remove(r)
-            self._release(r.slot)
+            self._release(r.slot, self._fed(r))
             self._cancelled_total += 1
 
     def _admit(self) -> None:
         while self._free and self._pending:
             req = self._pending.popleft()
+            # The free slot holding the longest prefix of the prompt (the lowest of equals); at
+            # least the prompt's last token is evaluated, for the logits that follow it.
+            slot, n_keep = max(((s, min(_common_prefix(self._cached[s], req.prompt), len(req.prompt) - 1))
+                                for s in self._free), key=lambda c: (c[1], -c[0]))
             try:
-                self._running.append(_Running(req, self._free[0]))
+                running = _Running(req, slot, n_keep)
             except Exception as e:  # noqa: BLE001 - sampler parameters the engine refuses, or worse
                 if not isinstance(e, BitnetError):
                     log.exception("starting a request failed")
                 req.cancelled = True
                 _emit(req, Failed(str(e)))
                 continue
-            heapq.heappop(self._free)
+            if self.engine.n_past(slot) != n_keep:
+                self.engine.truncate(slot, n_keep)
+            self._cached[slot] = []  # unknown until the request ends
+            self._free.remove(slot)
+            heapq.heapify(self._free)
+            self._running.append(running)
 
     def _plan(self) -> list[tuple[_Running, StepEntry]]:
         """The next step: every generating request's last token, then prompt chunks of
@@ -358,6 +382,8 @@ class Scheduler:
             if not e.want_logits:
                 continue
             token = r.sampler.sample(logits[e.slot])
+            r.sampler.accept(token)
+            r.generated.append(token)
             r.n_gen += 1
             n_gen += 1
             self._on_token(r, token)
@@ -372,7 +398,7 @@ class Scheduler:
         if text:
             _emit(r.req, Delta(text))
         if stopped:
-            self._finish(r, Finished("stop", len(r.req.prompt), r.n_gen))
+            self._finish(r, Finished("stop", len(r.req.prompt), r.n_gen, r.n_cached))
         elif (p.max_tokens is not None and r.n_gen >= p.max_tokens) or \
                 self.engine.n_past(r.slot) >= self.engine.n_ctx:
             self._complete(r, "length")
@@ -386,7 +412,7 @@ class Scheduler:
         text += "" if stopped else r.stops.flush()
         if text:
             _emit(r.req, Delta(text))
-        self._finish(r, Finished("stop" if stopped else reason, len(r.req.prompt), r.n_gen))
+        self._finish(r, Finished("stop" if stopped else reason, len(r.req.prompt), r.n_gen, r.n_cached))
 
     def _finish(self, r: _Running, event: Finished | Failed) -> None:
         with self._lock:
@@ -396,15 +422,34 @@ class Scheduler:
         if not cancelled:  # before freeing the slot, which may fail and stop the loop
             _emit(r.req, event)
         with self._lock:
-            self._release(r.slot)
+            # A finished request's tokens stay for the next prompt that starts with them; after a
+            # failure the slot's state is unknown.
+            self._release(r.slot, self._fed(r) if isinstance(event, Finished) else None)
 
-    def _release(self, slot: int) -> None:
-        self.engine.free(slot)
+    def _fed(self, r: _Running) -> list[int]:
+        """The tokens r put in its slot: what was fed is a prefix of its prompt and samples."""
+        return (r.req.prompt + r.generated)[:self.engine.n_past(r.slot)]
+
+    def _release(self, slot: int, kept: list[int] | None) -> None:
+        """Returns slot to the free ones, keeping its cached tokens `kept` (None: clears it)."""
+        if kept is None:
+            self.engine.free(slot)
+            kept = []
+        self._cached[slot] = kept
         heapq.heappush(self._free, slot)
 
     def _trim(self, now: float) -> None:
         while self._recent and self._recent[0][0] < now - self.window:
             self._recent.popleft()
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _emit(req: Request, event: Event) -> None:

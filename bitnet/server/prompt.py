@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from utils.bindings import Model
+from bitnet.bindings import Model
 
 # U+2003 EM SPACE pads the placeholders: Python whitespace, so Jinja's trim removes it, and text no
 # template writes itself, so finding it next to a placeholder means the template kept it.
@@ -113,13 +113,13 @@ def _placeholder(i: int) -> str:
     return f"\ue000{i}\ue001"  # private use: no template or vocabulary text holds it
 
 
-def chat_render(model: Model, messages: Sequence[dict[str, str]]) -> ChatText:
+def chat_render(model: Model, messages: Sequence[dict[str, str]], template: str | None = None) -> ChatText:
     """Renders messages ([{"role", "content"}], contents any str, NUL included) with the model's
-    template and the assistant's opening. Raises BitnetError (no or unknown template) and
+    template (or ``template``, a built-in name) and the assistant's opening. Raises BitnetError (no or unknown template) and
     ChatRenderError (a template that treats contents otherwise than writing them, trimmed or not,
     once or never)."""
     padded = [{"role": m["role"], "content": _PAD + _placeholder(i) + _PAD} for i, m in enumerate(messages)]
-    rendered = model.chat_apply(padded, add_assistant=True)
+    rendered = model.chat_apply(padded, add_assistant=True, template=template)
     parts: list[bytes] = []
     contents: list[bytes] = []
     pos = 0
@@ -149,7 +149,7 @@ def chat_render(model: Model, messages: Sequence[dict[str, str]]) -> ChatText:
     # The contents are known only through the placeholders: check against the real rendering
     # (which C strings cut at a NUL, so not for contents holding one).
     if not any("\0" in m["content"] for m in messages):
-        if model.chat_apply(messages, add_assistant=True).encode() != chat.text:
+        if model.chat_apply(messages, add_assistant=True, template=template).encode() != chat.text:
             raise ChatRenderError("the chat template changes message contents")
     return chat
 

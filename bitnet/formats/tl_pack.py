@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.ternary import I2S_TAIL_BYTES, scale_trailer
+from bitnet.formats.ternary import I2S_TAIL_BYTES, scale_trailer
 
 TL1_TYPE_ID = 38  # GGML type ids bitnet.cpp gives TL1 / TL2
 TL2_TYPE_ID = 39
 TL_TYPE_IDS = {"tl1": TL1_TYPE_ID, "tl2": TL2_TYPE_ID}
 TL_BM = 64  # rows per block
-TL_TAIL_BYTES = I2S_TAIL_BYTES  # the same trailer (utils/ternary.py scale_trailer)
+TL_TAIL_BYTES = I2S_TAIL_BYTES  # the same trailer (bitnet/formats/ternary.py scale_trailer)
 TL_BLOCK_KEY = "bitnet.tl.bm"  # GGUF key: the row block the file was packed with
 TL_LAYOUT_KEY = "bitnet.tl.layout"  # GGUF key: the version of this byte layout (src/kernels/tl.h TL_LAYOUT)
 TL_LAYOUT = 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.common import BitnetError, models_root
+from bitnet.common import BitnetError, models_root
 
 # What the converter may read from a checkpoint; everything else in a repo (other formats, images,
 # GGUF files of other tools) is skipped.

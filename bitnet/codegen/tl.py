@@ -15,7 +15,7 @@ are never edited by hand.
 
 The header is a function of the config alone (whose [Codegen] section names the type): when the
 config or this generator is newer than the header, the build (CMakeLists.txt) writes the header
-again with `python utils/codegen_tl.py --config include/kernel_config.ini --header ...`.
+again with `python -m bitnet.codegen.tl --config include/kernel_config.ini --header ...`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,8 @@ from pathlib import Path
 
 import click
 
-if __package__ in (None, ""):  # run as a script (by the build): make `utils` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from utils.common import REPO_ROOT, display_path, read_json, run_cli  # noqa: E402
-from utils.tl_pack import TL_BM  # noqa: E402
+from bitnet.common import REPO_ROOT, display_path, read_json, run_cli
+from bitnet.formats.tl_pack import TL_BM
 
 HEADER = REPO_ROOT / "include" / "bitnet-lut-kernels.h"
 CONFIG = REPO_ROOT / "include" / "kernel_config.ini"
@@ -59,7 +56,7 @@ def model_shapes(source: Path) -> list[tuple[int, int]]:
     (its directory or config.json), in first-use order."""
     source = Path(source)
     if source.suffix == ".gguf":
-        from utils.gguf_reader import read_gguf
+        from bitnet.formats.gguf_reader import read_gguf
 
         try:
             tensors = read_gguf(source).tensors
@@ -68,7 +65,7 @@ def model_shapes(source: Path) -> list[tuple[int, int]]:
         shapes = [(t.ne[1], t.ne[0]) for name, t in tensors.items()
                   if len(t.ne) == 2 and name.split(".")[-2] in LINEAR_NAMES]
     else:
-        from utils.convert_hf_to_gguf import Hparams
+        from bitnet.convert.hf import Hparams
 
         config = source / "config.json" if source.is_dir() else source
         if not config.is_file():

@@ -3,8 +3,8 @@
 The scheduler (scheduler.py) talks to the engine only through ``BatchEngine``: each step hands it,
 for some of its ``n_slots`` sequence slots, the next tokens of that sequence (a prompt chunk, or the
 one token just sampled) and whether the logits after them are wanted; ``free`` forgets a slot's
-tokens so a new request can reuse it. Positions are implicit: a slot's tokens follow the ones it
-already holds.
+tokens and ``truncate`` keeps a prefix of them, for the next request to reuse. Positions are
+implicit: a slot's tokens follow the ones it already holds.
 
 ``SlotEngine`` implements it over the engine's multi-sequence call: a step is ONE
 ``bitnet_decode_batch`` over the entries' tokens concatenated (``seq_ids`` = the entry's slot,
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.bindings import BitnetError, Context, Model
+from bitnet.bindings import BitnetError, Context, Model
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,10 @@ class BatchEngine(abc.ABC):
         """Forgets the slot's tokens; its next step starts at position 0."""
 
     @abc.abstractmethod
+    def truncate(self, slot: int, n_keep: int) -> None:
+        """Keeps the slot's first n_keep tokens; its next step continues after them."""
+
+    @abc.abstractmethod
     def n_past(self, slot: int) -> int:
         """Tokens the slot holds."""
 
@@ -71,14 +75,16 @@ class SlotEngine(BatchEngine):
     """BatchEngine over one engine context with ``n_slots`` sequence slots (KV caches of n_ctx
     positions each): a step is one bitnet_decode_batch."""
 
-    def __init__(self, model: Model, n_slots: int, n_ctx: int, n_threads: int, n_batch: int = 512):
+    def __init__(self, model: Model, n_slots: int, n_ctx: int, n_threads: int, n_batch: int = 512,
+                 **context_options):
+        """context_options: Context's type_k, type_v, flash_attn."""
         if n_slots < 1:
             raise BitnetError(f"the number of slots must be at least 1, got {n_slots}")
         self.n_slots = n_slots
         self.n_vocab = model.n_vocab
         # n_batch bounds one step: a prompt chunk plus one token per generating slot.
         self._ctx = Context(model, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch + n_slots,
-                            n_seq_max=n_slots)
+                            n_seq_max=n_slots, **context_options)
         self.n_ctx = self._ctx.n_ctx
 
     def step(self, entries: Sequence[StepEntry]) -> dict[int, np.ndarray]:
@@ -104,6 +110,9 @@ class SlotEngine(BatchEngine):
 
     def free(self, slot: int) -> None:
         self._ctx.seq_clear(slot)
+
+    def truncate(self, slot: int, n_keep: int) -> None:
+        self._ctx.seq_truncate(slot, n_keep)
 
     def n_past(self, slot: int) -> int:
         return self._ctx.seq_length(slot)

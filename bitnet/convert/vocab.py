@@ -29,7 +29,7 @@ from pathlib import Path
 import click
 from gguf import GGUFWriter
 
-from utils.common import read_json
+from bitnet.common import read_json
 
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
 

@@ -29,7 +29,13 @@ from pathlib import Path
 
 import click
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from bitnet.errors import BitnetError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The clone the package sits in (scripts, models/, build/); in an installed wheel this is
+# site-packages, and IN_CLONE is False.
+REPO_ROOT = PACKAGE_DIR.parent
+IN_CLONE = (REPO_ROOT / "CMakeLists.txt").is_file() and (REPO_ROOT / "src").is_dir()
 
 # The model that ships with the repository (HF layout, converted by setup_env.py on first run).
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "bitnet-tiny"
@@ -38,19 +44,10 @@ DEFAULT_MODEL = DEFAULT_MODEL_DIR / "ggml-model-i2_s.gguf"  # what setup_env.py 
 DEFAULT_PROMPT = "Create a new"
 
 
-class BitnetError(click.ClickException):
-    """A user-facing failure: bad input or a failed step. The message names what was found, what
-    was expected and the way out; the scripts show it as one line (plus, for a failed command, the
-    tail of its output) and exit with code 1."""
-
-    def show(self, file=None) -> None:  # one line, no "Error:" prefix from click
-        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
-
-
 def threads_option(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    """Click callback of a -t option: the engine's rules (utils/bindings.py: check_n_threads), a
+    """Click callback of a -t option: the engine's rules (bitnet/bindings.py: check_n_threads), a
     refusal as a one-line error and a warning on stderr."""
-    from utils import bindings
+    from bitnet import bindings
 
     try:
         warning = bindings.check_n_threads(value)
@@ -63,14 +60,19 @@ def threads_option(ctx: click.Context, param: click.Parameter, value: int) -> in
 
 def default_threads() -> int:
     """The default of a -t option: the CPUs this process may use."""
-    from utils import bindings
+    from bitnet import bindings
 
     return bindings.default_n_threads()
 
 
 def models_root() -> Path:
-    """Folder that holds one sub-folder per model; ``BITNET_MODELS_DIR`` overrides ``models/``."""
-    return Path(os.environ.get("BITNET_MODELS_DIR") or REPO_ROOT / "models")
+    """Folder that holds one sub-folder per model; ``BITNET_MODELS_DIR`` overrides ``models/`` of the
+    clone, or, for an installed package, ``~/.cache/bitnet/models`` (``$XDG_CACHE_HOME``)."""
+    if os.environ.get("BITNET_MODELS_DIR"):
+        return Path(os.environ["BITNET_MODELS_DIR"])
+    if IN_CLONE:
+        return REPO_ROOT / "models"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bitnet" / "models"
 
 
 def build_dir() -> Path:
@@ -80,10 +82,18 @@ def build_dir() -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def engine_dir() -> Path:
+    """Where the engine's ``lib/libbitnet.so`` and ``bin/`` tools are: ``BITNET_BUILD_DIR`` when
+    set, else the installed package's own copy (a wheel), else the clone's build directory."""
+    if not os.environ.get("BITNET_BUILD_DIR") and (PACKAGE_DIR / "lib" / "libbitnet.so").is_file():
+        return PACKAGE_DIR
+    return build_dir()
+
+
 def engine_tool(name: str) -> Path:
     """Path of the engine's executable `name` (bitnet-cli, bitnet-bench, ...); ``BitnetError``
     when the engine is not built."""
-    tool = build_dir() / "bin" / name
+    tool = engine_dir() / "bin" / name
     if not (tool.is_file() and os.access(tool, os.X_OK)):
         raise BitnetError(f"the engine is not built ({display_path(tool)} is missing): run python setup_env.py")
     return tool

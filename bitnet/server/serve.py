@@ -15,13 +15,13 @@ from pathlib import Path
 import click
 import uvicorn
 
-from utils.bindings import BitnetError as EngineError
-from utils.bindings import Model, default_library_path
-from utils.common import BitnetError, build_dir, display_path
-from utils.server.app import ServerConfig, create_app, model_id
-from utils.server.engine import SlotEngine
-from utils.server.http import ConnectionLimits, limited_protocol
-from utils.server.scheduler import Scheduler
+from bitnet.bindings import BitnetError as EngineError
+from bitnet.bindings import Model, default_library_path
+from bitnet.common import BitnetError, build_dir, display_path
+from bitnet.server.app import ServerConfig, create_app, model_id
+from bitnet.server.engine import SlotEngine
+from bitnet.server.http import ConnectionLimits, limited_protocol
+from bitnet.server.scheduler import Scheduler
 
 
 class _Server(uvicorn.Server):

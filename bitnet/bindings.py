@@ -15,11 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class BitnetError(RuntimeError):
-    """An error reported by the engine (bitnet_last_error())."""
+from bitnet.common import engine_dir
+from bitnet.errors import BitnetError
 
 
 class _ContextParams(ctypes.Structure):
@@ -53,8 +50,8 @@ _lib_path: Path | None = None
 
 
 def default_library_path() -> Path:
-    build = Path(os.environ.get("BITNET_BUILD_DIR", ROOT / "build"))
-    return build / "lib" / "libbitnet.so"
+    """libbitnet.so of bitnet.common.engine_dir(): BITNET_BUILD_DIR, the wheel's, or the clone's."""
+    return engine_dir() / "lib" / "libbitnet.so"
 
 
 def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:

@@ -15,7 +15,7 @@ Bodies are read as they stream in, counted and timed: more than ``max_body_size`
 once when Content-Length says so, else as soon as the count passes it, whatever Content-Length
 claimed), a body not complete within ``body_timeout`` seconds a 408; both close the connection, so
 the rest of the body is never read. The limits on connections and request heads are uvicorn's side
-(utils/server/http.py). A client that leaves early is logged at info level, without a traceback.
+(bitnet/server/http.py). A client that leaves early is logged at info level, without a traceback.
 
 The request handlers run on the event loop; generation runs on the scheduler's thread, which hands
 each request's events back through ``loop.call_soon_threadsafe``. A streaming client that goes away
@@ -33,10 +33,9 @@ import asyncio
 import hmac
 import json
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,19 +47,14 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from utils.bindings import BitnetError, Model
-from utils.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
-from utils.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
+from bitnet.bindings import BitnetError, Model
+from bitnet.server import shapes
+from bitnet.server.shapes import model_id
+from bitnet.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
+from bitnet.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
                                     Unavailable)
 
 log = logging.getLogger("bitnet.server")
-
-
-def model_id(path: Path) -> str:
-    """The name the server answers to: the model's folder for the converter's ggml-model-*.gguf
-    files (models/bitnet-tiny/ggml-model-i2_s.gguf -> bitnet-tiny), else the file name's stem."""
-    path = Path(path)
-    return path.parent.resolve().name if path.name.startswith("ggml-model-") else path.stem
 
 
 @dataclass
@@ -272,11 +266,6 @@ def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
 
 
-def _usage(fin: Finished) -> dict:
-    return {"prompt_tokens": fin.prompt_tokens, "completion_tokens": fin.completion_tokens,
-            "total_tokens": fin.prompt_tokens + fin.completion_tokens}
-
-
 class _Job:
     """A submitted request and the queue its events arrive in, on the event loop."""
 
@@ -337,7 +326,7 @@ class _Job:
                 elif isinstance(ev, Finished):
                     yield _sse(chunk(text=None, finish=ev.reason) | usage)
                     if include_usage:
-                        yield _sse(chunk(text=None, finish=None) | {"choices": [], "usage": _usage(ev)})
+                        yield _sse(shapes.usage_chunk(chunk(text=None, finish=None), ev))
                     yield "data: [DONE]\n\n"
                     return
                 else:
@@ -478,17 +467,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             if len(tokens) >= sched.n_ctx:
                 raise context_exceeded("prompt", f"{len(tokens)} tokens")
         job = _Job(sched, tokens, sampling(body, body.max_tokens))
-        rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": rid, "object": "text_completion", "created": now, "model": config.model_id,
-                "system_fingerprint": None}
-
-        def chunk(text: str | None, finish: str | None) -> dict:
-            return head | {"choices": [{"text": text or "", "index": 0, "logprobs": None, "finish_reason": finish}]}
-
-        def whole(text: str, fin: Finished) -> dict:
-            return head | {"choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": fin.reason}],
-                           "usage": _usage(fin)}
-
+        head = shapes.completion_head(config.model_id)
+        chunk, whole = partial(shapes.completion_chunk, head), partial(shapes.completion, head)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await respond(http, job, body.stream, include_usage, chunk, None, whole)
 
@@ -511,22 +491,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         tokens = await tokenize(chat.text, "messages", lambda: chat_tokens(model, vocab, chat))
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         job = _Job(sched, tokens, sampling(body, max_tokens))
-        rid, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": config.model_id,
-                "system_fingerprint": None}
-
-        def chunk(text: str | None, finish: str | None, delta: dict | None = None) -> dict:
-            if delta is None:
-                delta = {"content": text} if text is not None else {}
-            return head | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-
-        def whole(text: str, fin: Finished) -> dict:
-            return head | {"object": "chat.completion", "usage": _usage(fin), "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                 "finish_reason": fin.reason}]}
-
+        head = shapes.chat_head(config.model_id)
+        chunk, whole = partial(shapes.chat_chunk, head), partial(shapes.chat_completion, head)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        first = chunk(None, None, delta={"role": "assistant", "content": ""})
+        first = shapes.chat_first_chunk(head)
         return await respond(http, job, body.stream, include_usage, chunk, first, whole)
 
     endpoints = {r.path for r in app.routes if "{" not in getattr(r, "path", "{")}

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from gguf import GGML_QUANT_SIZES
 
-from utils.tl_pack import TL_TYPE_IDS, tl_nbytes
-from utils.ternary import I2S_TAIL_BYTES, I2S_TYPE_ID, i2s_padded_in
+from bitnet.formats.tl_pack import TL_TYPE_IDS, tl_nbytes
+from bitnet.formats.ternary import I2S_TAIL_BYTES, I2S_TYPE_ID, i2s_padded_in
 
 # GGUF metadata value types -> struct format of the scalar ones.
 _SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -43,7 +43,7 @@ def tensor_nbytes(type_id: int, ne: tuple[int, ...]) -> int:
     n = int(np.prod(ne, dtype=np.int64))
     if type_id == I2S_TYPE_ID:  # rows padded to whole blocks, 4 codes a byte, then the trailer
         return n // ne[0] * (i2s_padded_in(ne[0]) // 4) + I2S_TAIL_BYTES
-    if type_id in TL_TYPE_IDS.values():  # blocks of 64 rows, see utils/tl_pack.py
+    if type_id in TL_TYPE_IDS.values():  # blocks of 64 rows, see bitnet/formats/tl_pack.py
         return tl_nbytes(type_id, n // ne[0], ne[0])
     block, size = GGML_QUANT_SIZES[type_id]
     return n // block * size

@@ -1,0 +1,1 @@
+"""Generators of C++ kernels specialized for a model's shapes (TL1/TL2)."""

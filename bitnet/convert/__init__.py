@@ -1,0 +1,1 @@
+"""Conversion of Hugging Face checkpoints to GGUF: the model (hf) and its tokenizer (vocab)."""
