@@ -10,9 +10,13 @@ import http.client
 import json
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -266,6 +270,19 @@ def _open_stream(url: str, max_tokens: int = 4000) -> tuple[http.client.HTTPConn
     resp = conn.getresponse()
     assert resp.status == 200
     return conn, resp.readline()
+
+
+def test_busy_port_is_one_error_line_before_the_model_loads(engine_lib, gguf):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "run_inference_server.py"),
+                              "-m", str(gguf), "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and \
+        len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "serving" not in res.stdout + res.stderr and "--port" in res.stderr
 
 
 def test_disconnect_frees_the_slot(tight):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 from pathlib import Path
 
 import click
@@ -44,6 +45,20 @@ def uvicorn_config(app, host: str, port: int, limits: ConnectionLimits, log_leve
                           h11_max_incomplete_event_size=limits.max_header_size)
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound to host:port (as uvicorn binds it) before the model loads, so a
+    port in use is one error line at once rather than uvicorn's failure after start-up."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise BitnetError(f"cannot listen on {host}:{port}: {e.strerror or e}; another server may be using the "
+                          "port: stop it or choose another with --port") from None
+    return sock
+
+
 def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int, parallel: int,
           queue_size: int, batch_size: int, n_predict: int, temperature: float, system_prompt: str | None,
           api_key: str | None, max_body_size: int = 4 << 20, body_timeout: float = 30.0,
@@ -51,17 +66,20 @@ def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int
     """Serves model_path on host:port until interrupted. ctx_size: tokens per slot (0: the model's
     training context); n_predict: default max_tokens (-1: none); batch_size: most prompt tokens per
     engine step; max_body_size, body_timeout: a request body's bytes and seconds; limits: the
-    connections'. Raises BitnetError when the engine is not built or the model cannot be loaded."""
+    connections'. Raises BitnetError when the engine is not built, host:port cannot be bound or the
+    model cannot be loaded."""
     lib = default_library_path()
     if not lib.is_file():
         raise BitnetError(f"the engine is not built ({display_path(lib)} is missing): run python setup_env.py")
     if not model_path.is_file():
         raise BitnetError(f"model file {display_path(model_path)} not found: run python setup_env.py "
                           "(or setup_env.py --model-dir DIR / --hf-repo REPO)")
+    sock = listen_socket(host, port)
     try:
         model = Model(model_path, library=lib)
         engine = SlotEngine(model, n_slots=parallel, n_ctx=ctx_size, n_threads=threads, n_batch=batch_size)
     except EngineError as e:
+        sock.close()
         raise BitnetError(str(e)) from None
     scheduler = Scheduler(engine, model, batch_size=batch_size, queue_size=queue_size)
     app = create_app(ServerConfig(model=model, model_path=model_path, scheduler=scheduler,
@@ -73,10 +91,11 @@ def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int
     server = _Server(uvicorn_config(app, host, port, limits, log_level), scheduler)
     scheduler.start()
     try:
-        server.run()  # a port already in use: uvicorn logs it and exits with code 3
+        server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
         pass
     finally:
+        sock.close()
         scheduler.close()
         engine.close()
         model.close()
