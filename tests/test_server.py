@@ -272,6 +272,23 @@ def _open_stream(url: str, max_tokens: int = 4000) -> tuple[http.client.HTTPConn
     return conn, resp.readline()
 
 
+@pytest.mark.parametrize("max_tokens, ignore_eos", [(1, False), (5, True), (60, False), (60, True)])
+def test_completion_tokens_agree_with_bitnet_cli(server, engine_bin, gguf, max_tokens, ignore_eos):
+    """The same greedy generation: the same text and the same token count as bitnet-cli's speed line,
+    whether it ends at max_tokens or at <|end_of_text|> (not counted; this prompt reaches it after
+    14 tokens), control tokens left out."""
+    body = {"prompt": "Return the", "max_tokens": max_tokens, "temperature": 0, "ignore_eos": ignore_eos}
+    status, r = _post(server, "/v1/completions", body)
+    assert status == 200, r
+    cli = subprocess.run([str(engine_bin / "bitnet-cli"), "-m", str(gguf), "-p", "Return the", "-n", str(max_tokens),
+                          "--temp", "0", "-c", "256", "-t", "1", "--no-display-prompt",
+                          *(["--ignore-eos"] if ignore_eos else [])], capture_output=True, text=True, check=True)
+    n = int(re.search(r"generation: +(\d+) tokens? in", cli.stderr).group(1))
+    assert r["usage"]["completion_tokens"] == n
+    assert r["choices"][0]["text"] == cli.stdout.removesuffix("\n") and "<|" not in cli.stdout
+    assert r["choices"][0]["finish_reason"] == ("length" if n == max_tokens else "stop")
+
+
 def test_busy_port_is_one_error_line_before_the_model_loads(engine_lib, gguf):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
