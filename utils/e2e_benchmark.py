@@ -72,8 +72,9 @@ def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int],
 
     Returns one dict per (model, threads, test) in model order: model (see model_labels),
     model_index (which -m, from 0), path, size_bytes, n_params, type, isa, n_threads, test,
-    samples_ts, avg_ts, stddev_ts, and ``vs_first`` (avg_ts over the first model's on the same threads and test; 1.0 for the first
-    model, and a ratio for every other -m, the same file given again included).
+    samples_ts, avg_ts, stddev_ts, and ``vs_first`` (avg_ts over the first model's on the same
+    threads and test; 1.0 for the first model, and a ratio for every other -m, the same file given
+    again included).
     ``progress(text)`` is called before each run.
     """
     if n_prompt <= 0 and n_gen <= 0 and not gen_after:
