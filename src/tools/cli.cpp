@@ -54,6 +54,7 @@ struct Args {
     bool conversation = false;
     std::string chat_template;  // empty: the model's own
     tool::CacheArgs cache;
+    bool use_mmap = true;
 };
 
 void usage(FILE* out) {
@@ -86,8 +87,8 @@ void usage(FILE* out) {
         "                          prompt is kept) and the rest is evaluated again\n"
         "      --chat-template NAME chat format: %s (default: recognized from the\n"
         "                          model's tokenizer.chat_template)\n"
-        "%s",
-        bitnet_chat_template_names(), tool::kCacheUsage);
+        "%s%s",
+        bitnet_chat_template_names(), tool::kCacheUsage, tool::kMmapUsage);
 }
 
 Args parse_args(int argc, char** argv) {
@@ -118,6 +119,7 @@ Args parse_args(int argc, char** argv) {
         else if (f == "-cnv" || f == "--conversation") a.conversation = true;
         else if (f == "--chat-template") a.chat_template = next();
         else if (tool::parse_cache_flag(f, next, a.cache)) {}
+        else if (tool::parse_mmap_flag(f, a.use_mmap)) {}
         else die("unknown argument '" + f + "' (see bitnet-cli --help)");
     }
     if (a.model.empty()) die("no model given: use -m MODEL.gguf (see bitnet-cli --help)");
@@ -469,14 +471,19 @@ void run_chat(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler,
 int main(int argc, char** argv) {
     Args a = parse_args(argc, argv);
 
-    bitnet_model* model = bitnet_model_load(a.model.c_str());
-    if (!model) die(bitnet_last_error());
+    bitnet_model* model = tool::load_model(a.model, a.use_mmap);
 
     bitnet_context_params cp = bitnet_context_default_params();
     cp.n_ctx = a.n_ctx;
     cp.n_threads = a.n_threads;
     cp.n_batch = a.n_batch;
     a.cache.apply(cp);
+    // Certified output (bitnet.h) makes exact only the rows that can be among the top
+    // certified_top_k: greedy needs the top one, top-k sampling the top k. Without top-k, or with a
+    // repetition penalty (applied after certification, it lowers rows and can lift uncertified
+    // ones into the top k), every logit is made exact.
+    if (a.repeat_penalty != 1.0f || (a.temp > 0 && a.top_k <= 0)) cp.exact_output = 1;
+    else if (a.temp > 0) cp.certified_top_k = a.top_k;
     bitnet_context* ctx = bitnet_context_new(model, cp);
     if (!ctx) die(bitnet_last_error());
     tool::note_context(model, a.n_ctx, bitnet_context_n_ctx(ctx));
