@@ -60,11 +60,11 @@ def chat(model: Path, system_prompt: str, n_predict: int, threads: int, ctx_size
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
                 temperature: float, seed: int | None, conversation: bool = False,
                 chat_template: str | None = None, cache: dict[str, str] | None = None,
-                use_mmap: bool = True) -> list[str]:
+                use_mmap: bool = True, special: bool = False) -> list[str]:
     """The bitnet-cli command line for these settings (``conversation``: chat mode, ``prompt`` being
     the system prompt; ``cache``: bitnet-cli's -ctk/-ctv/-fa values by flag, those given;
-    ``use_mmap`` False: --no-mmap). Raise ``BitnetError`` when the engine is not built or the model
-    file does not exist."""
+    ``use_mmap`` False: --no-mmap; ``special``: control tokens shown as text). Raise
+    ``BitnetError`` when the engine is not built or the model file does not exist."""
     cli = engine_tool("bitnet-cli")
     _check_model(model)
     cmd = [str(cli), "-m", str(model), "-p", prompt, "-n", str(n_predict), "-t", str(threads),
@@ -79,6 +79,8 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
         cmd += [flag, value]
     if not use_mmap:
         cmd.append("--no-mmap")
+    if special:
+        cmd.append("--special")
     return cmd
 
 
@@ -117,9 +119,11 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
 @click.option("--mmap/--no-mmap", "use_mmap", default=True, show_default=True,
               help="Map the model file (a fast start; the file must not change while it runs) or read it "
                    "into memory.")
+@click.option("--special", is_flag=True,
+              help="Show control tokens (<|end_of_text|>, ...) as text; by default they are left out.")
 def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size: int, temperature: float,
          seed: int | None, conversation: bool, chat_template: str | None, cache_type_k: str | None,
-         cache_type_v: str | None, flash_attn: str | None, use_mmap: bool) -> int:
+         cache_type_v: str | None, flash_attn: str | None, use_mmap: bool, special: bool) -> int:
     """Generate text from a prompt, or chat (-cnv), with a converted BitNet model."""
     if chat_template is not None and not conversation:
         raise click.UsageError("--chat-template only applies to chat mode: add -cnv")
@@ -129,7 +133,7 @@ def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size
     if conversation:
         return chat(model, prompt, n_predict, threads, ctx_size, temperature, seed, chat_template, cache, use_mmap)
     cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed, conversation,
-                      chat_template, cache, use_mmap)
+                      chat_template, cache, use_mmap, special)
     return run_tool(cmd, "bitnet-cli")
 
 

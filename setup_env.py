@@ -41,7 +41,7 @@ def _use_pretuned(model_dir: Path, quant_type: str) -> None:
     preset = PRESETS / model_dir.name / f"kernel_config_{quant_type}.ini"
     if not preset.is_file():
         known = sorted(p.parent.name for p in PRESETS.glob(f"*/kernel_config_{quant_type}.ini"))
-        raise click.UsageError(f"no {quant_type} preset for {model_dir.name} (presets: {', '.join(known) or 'none'}); "
+        raise BitnetError(f"no {quant_type} preset for {model_dir.name} (presets: {', '.join(known) or 'none'}); "
                                f"drop --use-pretuned for the generic kernels, or tune this machine with "
                                f"`python utils/tune_kernels.py --model {display_path(model_dir)} -q {quant_type}`")
     write(quant_type, read_config(preset), stamp=f"setup_env.py --use-pretuned: {display_path(preset)}")
@@ -108,20 +108,19 @@ def main(hf_repo: str | None, model_dir: Path | None, quant_type: str, quant_emb
         model_dir = DEFAULT_MODEL_DIR
         _step(1, f"using the model that ships with bitnet: {display_path(model_dir)}")
     _check_checkpoint(model_dir)
+    from bitnet.convert.hf import check, convert, gguf_for
+
+    check(model_dir, quant_type, quant_embd)  # an unsupported checkpoint is refused now, not after the build
     if use_pretuned:
         _use_pretuned(model_dir, quant_type)
 
     _step(2, f"building the engine (log: {display_path(log_dir / 'build.log')})")
     build_engine(log_dir=log_dir)
 
-    from bitnet.convert.hf import gguf_for
-
     gguf, embd_type, current = gguf_for(model_dir, quant_type, quant_embd)
     if current:
         _step(3, f"{display_path(gguf)} is up to date (newer than its checkpoint): skipping conversion")
     else:
-        from bitnet.convert.hf import convert
-
         _step(3, f"converting to {quant_type} (embeddings {embd_type}): {display_path(gguf)}")
         convert(model_dir, gguf, outtype=quant_type, embd_type=embd_type)
     _print_ready(gguf)

@@ -90,6 +90,7 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         "bitnet_token_eos": (c.c_int32, [P]),
         "bitnet_token_eot": (c.c_int32, [P]),
         "bitnet_token_is_eog": (c.c_int, [P, c.c_int32]),
+        "bitnet_token_is_control": (c.c_int, [P, c.c_int32]),
         "bitnet_tokenize": (c.c_int32, [P, c.c_char_p, c.c_int32, c.POINTER(c.c_int32), c.c_int32, c.c_int, c.c_int]),
         "bitnet_token_to_piece": (c.c_int32, [P, c.c_int32, c.c_char_p, c.c_int32]),
         "bitnet_detokenize": (c.c_int32, [P, c.POINTER(c.c_int32), c.c_int32, c.c_char_p, c.c_int32]),
@@ -233,6 +234,10 @@ class Model(_Handle):
     def is_eog(self, token: int) -> bool:
         return bool(self._lib.bitnet_token_is_eog(self._p, token))
 
+    def is_control(self, token: int) -> bool:
+        """A control token (BOS, EOS, <|eot_id|>, ...): markup, left out of text for display."""
+        return bool(self._lib.bitnet_token_is_control(self._p, token))
+
     def tokenize(self, text: str | bytes, add_bos: bool = False, parse_special: bool = True) -> list[int]:
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
         cap = len(data) + 8
@@ -256,10 +261,15 @@ class Model(_Handle):
             n = self._lib.bitnet_token_to_piece(self._p, token, buf, -n)
         return buf.raw[:n]
 
-    def detokenize_bytes(self, tokens: Sequence[int]) -> bytes:
-        """The bytes of ``tokens`` as text, as Hugging Face's decode gives them (special tokens as
-        their text; for SentencePiece vocabularies without the dummy-prefix space, which is where
-        this differs from joining token_to_piece). Raises BitnetError for an invalid id."""
+    def detokenize_bytes(self, tokens: Sequence[int], special: bool = True) -> bytes:
+        """The bytes of ``tokens`` as text, as Hugging Face's decode gives them (for SentencePiece
+        vocabularies without the dummy-prefix space, which is where this differs from joining
+        token_to_piece). ``special``: control tokens appear as their text, as in Hugging Face's
+        default (``skip_special_tokens=False``); ``special=False`` leaves them out, for text shown
+        to a reader (``skip_special_tokens=True``, llama.cpp without --special). Raises
+        BitnetError for an invalid id."""
+        if not special:  # is_control is false for an invalid id, which the engine then refuses
+            tokens = [t for t in tokens if not self.is_control(t)]
         ids = (ctypes.c_int32 * max(len(tokens), 1))(*tokens)
         cap = 16 * len(tokens) + 16
         for _ in range(2):
@@ -272,9 +282,9 @@ class Model(_Handle):
             cap = -n
         raise BitnetError("detokenize: text length changed between calls")
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
+    def detokenize(self, tokens: Sequence[int], special: bool = True) -> str:
         """detokenize_bytes decoded as UTF-8 (ill-formed bytes become U+FFFD)."""
-        return self.detokenize_bytes(tokens).decode("utf-8", "replace")
+        return self.detokenize_bytes(tokens, special).decode("utf-8", "replace")
 
     @property
     def chat_template(self) -> str | None:

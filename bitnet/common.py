@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -109,11 +110,13 @@ def display_path(path: Path) -> str:
 
 
 def run_cli(command: click.Command) -> None:
-    """Run a click command as a script's ``main``: errors become one line and exit code 1.
+    """Run a click command as a script's ``main``: errors become one line and exit code 1, and
+    ``-h`` is ``--help`` (as in every llama.cpp tool) unless the command says otherwise.
 
     Click's own usage errors keep click's format (usage line + message, exit code 2). Set
     ``BITNET_DEBUG=1`` to see the Python traceback of any error instead.
     """
+    command.context_settings.setdefault("help_option_names", ["-h", "--help"])
     debug = os.environ.get("BITNET_DEBUG", "") not in ("", "0")
     try:
         rc = command.main(standalone_mode=False)
@@ -185,23 +188,30 @@ def run_logged(
 
 
 class LiveLine:
-    """A one-line status that rewrites itself on a terminal (``\\r``) and stays silent elsewhere,
-    so logs and captured output get no carriage-return noise. Use as a ``status`` callback of
+    """Progress of a long command, shown from its output lines. On a terminal, one line that
+    rewrites itself (``\r``) with each output line; elsewhere (logs, CI, captured output), no
+    carriage-return noise but no silence either: the lines that count steps, as Ninja's
+    ``[12/40] Building CXX object ...``, each on a line of its own. Use as a ``status`` callback of
     ``run_logged`` and call ``clear()`` when the step ends."""
+
+    STEP_LINE = re.compile(r"\[[1-9]\d*/\d+\] ")  # not Ninja's "[0/2] Re-checking globbed directories"
 
     def __init__(self, prefix: str = "      ") -> None:
         self.prefix = prefix
-        self.enabled = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty()
         self.width = shutil.get_terminal_size((80, 20)).columns - 1
 
     def __call__(self, line: str) -> None:
-        if self.enabled and line.strip():
-            text = (self.prefix + line.strip())[: self.width]
-            sys.stderr.write("\r\x1b[K" + text)
+        line = line.strip()
+        if self.tty and line:
+            sys.stderr.write("\r\x1b[K" + (self.prefix + line)[: self.width])
+            sys.stderr.flush()
+        elif not self.tty and self.STEP_LINE.match(line):
+            sys.stderr.write(self.prefix + line + "\n")
             sys.stderr.flush()
 
     def clear(self) -> None:
-        if self.enabled:
+        if self.tty:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
 

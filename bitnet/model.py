@@ -186,11 +186,12 @@ class BitNetModel:
         self._check_open()
         return self._model.tokenize(text, add_bos=add_bos, parse_special=special)
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        """The text of tokens (Hugging Face's decode). InvalidArgumentError for an id outside the vocabulary."""
+    def detokenize(self, tokens: Sequence[int], special: bool = True) -> str:
+        """The text of tokens (Hugging Face's decode); special=False leaves control tokens out (text
+        for a reader). InvalidArgumentError for an id outside the vocabulary."""
         self._check_open()
         try:
-            return self._model.detokenize(list(tokens))
+            return self._model.detokenize(list(tokens), special=special)
         except BitnetError as e:
             raise InvalidArgumentError(str(e)) from None
 

@@ -70,6 +70,9 @@ BITNET_API bitnet_token bitnet_token_eos(const bitnet_model* model);
 BITNET_API bitnet_token bitnet_token_eot(const bitnet_model* model);  /* -1 when none */
 /* Non-zero for tokens that end generation (eos, eot, ...). */
 BITNET_API int bitnet_token_is_eog(const bitnet_model* model, bitnet_token token);
+/* Non-zero for control tokens (BOS, EOS, <|eot_id|>, ...), which tools leave out of the text they
+ * show unless asked (llama.cpp's --special); 0 for other tokens and invalid ids. */
+BITNET_API int bitnet_token_is_control(const bitnet_model* model, bitnet_token token);
 
 /* Tokenizes text[0..text_len). Returns the number of tokens written to out; when n_max is too
  * small, returns -(number needed) and writes nothing (out may be NULL when n_max is 0).

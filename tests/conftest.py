@@ -6,6 +6,7 @@ BITNET_BUILD_DIR selects the build directory (default build/), e.g. an AddressSa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -27,16 +28,21 @@ EXACT_ATTN_FLAGS = ["-ctk", "f32", "-ctv", "f32", "-fa", "off"]
 
 
 @pytest.fixture(scope="session")
-def engine_bin(tmp_path_factory) -> Path:
-    """The engine's bin/ directory, built (or brought up to date) once per session."""
+def engine_bin(tmp_path_factory, pytestconfig) -> Path:
+    """The engine's bin/ directory, built (or brought up to date) once per session. What the build
+    is doing reaches the terminal past pytest's capture: on a fresh clone it takes minutes."""
     from bitnet.build import build_engine
-    from bitnet.common import build_dir
+    from bitnet.common import build_dir, display_path
 
     logs = tmp_path_factory.mktemp("build-logs")
-    try:
-        return build_engine(build_dir(), log_dir=logs)
-    except Exception as e:  # show the build log tail in the test report
-        pytest.fail(f"building the engine failed: {e}", pytrace=False)
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        sys.stderr.write(f"\nbuilding the engine in {display_path(build_dir())} "
+                         f"(minutes on a fresh clone; log: {logs / 'build.log'})\n")
+        try:
+            return build_engine(build_dir(), log_dir=logs)
+        except Exception as e:  # show the build log tail in the test report
+            pytest.fail(f"building the engine failed: {e}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

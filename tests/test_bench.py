@@ -33,8 +33,35 @@ def test_markdown_table(engine_bin, tiny_gguf):
     want = [(t, test) for t in ("1", "2") for test in ("pp16", "pp32", "tg8", "pp16+tg4")]
     assert got == want
     assert all(m.group(4) == "I2_S / F16" and float(m.group(8)) > 0 for m in rows)
-    assert "GB/s of weights" in r.stdout  # the tg footnote
+    assert "GB/s" not in r.stdout  # bandwidth footnotes come with --membw only
     assert "run 2/2" in r.stderr  # progress goes to stderr
+
+
+def test_membw_adds_the_bandwidth_footnotes(engine_bin, tiny_gguf):
+    r = bench(engine_bin, "-m", tiny_gguf, "-p", "0", "-n", "4", "-t", "1", "-r", "1", "--membw")
+    assert r.returncode == 0, r.stderr
+    assert "plain read loop, 1 thread(s):" in r.stdout
+    assert re.search(r"tg4, 1 thread\(s\): [\d.]+ GB/s of weights .* of the plain read loop", r.stdout), r.stdout
+
+
+def same_named_copies(tiny_gguf, tmp_path):
+    """Two copies of the model named as setup_env.py names them, in folders a/x/ and b/x/."""
+    paths = [tmp_path / d / "x" / "ggml-model-i2_s.gguf" for d in ("a", "b")]
+    for p in paths:
+        p.parent.mkdir(parents=True)
+        p.write_bytes(tiny_gguf.read_bytes())
+    return paths
+
+
+def test_labels_tell_same_named_files_apart(engine_bin, tiny_gguf, tmp_path):
+    a, b = same_named_copies(tiny_gguf, tmp_path)
+    r = bench(engine_bin, "-m", f"{a},{b}", "-m", a, "-p", "0", "-n", "2", "-t", "1", "-r", "1", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert [x["model"] for x in json.loads(r.stdout)["results"]] == [
+        "a/x/ggml-model-i2_s.gguf", "b/x/ggml-model-i2_s.gguf", "a/x/ggml-model-i2_s.gguf"]
+    assert e2e_benchmark.model_labels([a, b, a]) == [
+        "a/x/ggml-model-i2_s.gguf", "b/x/ggml-model-i2_s.gguf", "a/x/ggml-model-i2_s.gguf"]
+    assert e2e_benchmark.model_labels([a, tmp_path / "a" / "other.gguf"]) == ["ggml-model-i2_s.gguf", "other.gguf"]
 
 
 def test_json_and_profile(engine_bin, tiny_gguf):
@@ -88,6 +115,18 @@ def test_e2e_benchmark_two_models(engine_bin, tiny_gguf, tmp_path):
     assert rows[0]["vs_first"] == 1.0 and rows[2]["vs_first"] > 0
     table = e2e_benchmark.format_table(rows)
     assert table.splitlines()[0].endswith("| vs first |") and len(table.splitlines()) == 6
+
+
+def test_e2e_benchmark_same_named_files_and_the_same_file_twice(engine_bin, tiny_gguf, tmp_path):
+    a, b = same_named_copies(tiny_gguf, tmp_path)
+    rows = e2e_benchmark.benchmark([a, b, a], n_prompt=0, n_gen=2, threads=[1], reps=1)
+    assert [r["model"] for r in rows] == ["a/x/ggml-model-i2_s.gguf", "b/x/ggml-model-i2_s.gguf",
+                                          "a/x/ggml-model-i2_s.gguf"]
+    assert rows[0]["vs_first"] == 1.0
+    assert rows[2]["vs_first"] == pytest.approx(rows[2]["avg_ts"] / rows[0]["avg_ts"])
+    rows = e2e_benchmark.benchmark([tiny_gguf, tiny_gguf], n_prompt=0, n_gen=2, threads=[1], reps=1)
+    table = e2e_benchmark.format_table(rows).splitlines()
+    assert table[0].endswith("| vs first |") and table[-1].endswith("x |"), table
 
 
 def test_e2e_benchmark_cli(engine_bin, tiny_gguf, tmp_path):

@@ -239,3 +239,20 @@ def test_detokenize_matches_hugging_face(engine_lib, shipped_gguf):
         assert model.detokenize([]) == ""
         with pytest.raises(BitnetError):
             model.detokenize([model.n_vocab])
+
+
+def test_detokenize_for_display_leaves_control_tokens_out(engine_lib, shipped_gguf):
+    from tokenizers import Tokenizer
+
+    from bitnet.bindings import BitnetError, Model
+
+    hf = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    with Model(shipped_gguf) as model:
+        ids = hf.encode("<|begin_of_text|>Hello<|end_of_text|> world", add_special_tokens=False).ids
+        assert model.detokenize(ids, special=False) == hf.decode(ids, skip_special_tokens=True) == "Hello world"
+        assert model.detokenize(ids) == "<|begin_of_text|>Hello<|end_of_text|> world"
+        long = list(range(model.n_vocab))
+        assert model.detokenize(long, special=False) == hf.decode(long, skip_special_tokens=True)
+        assert model.is_control(model.bos) and not model.is_control(ids[1])
+        with pytest.raises(BitnetError):
+            model.detokenize([model.n_vocab], special=False)

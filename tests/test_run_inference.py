@@ -66,6 +66,10 @@ def test_flags_reach_bitnet_cli(fake_build, model_file):
     assert recorded_args(fake_build) == [
         "-m", str(model_file), "-p", "x", "-n", "-1", "-t", "3", "-c", "64", "--temp", "0.0", "--seed", "0"]
 
+    res = run_inference("-m", str(model_file), "--special", build_dir=fake_build)
+    assert res.returncode == 0, res.stderr
+    assert recorded_args(fake_build)[-1] == "--special"
+
 
 def test_chat_runs_on_the_package_as_bitnet_cli_chats(engine_bin, shipped_gguf):
     """-cnv runs in Python (bitnet/repl.py), not in bitnet-cli: fed the same lines through a pipe,

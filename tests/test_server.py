@@ -10,9 +10,13 @@ import http.client
 import json
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -244,6 +248,14 @@ def test_stop_filter_holds_back_prefixes():
     ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0].role",
      "invalid_value"),
     ("/v1/chat/completions", {"messages": []}, 400, "messages", "invalid_value"),
+    ("/v1/completions", {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "invalid_value"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": None}]}, 400, "messages[0].content",
+     "invalid_value"),
+    ("/v1/chat/completions", {"messages": [{"role": "user"}]}, 400, "messages[0].content", "invalid_value"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}]},
+     400, "messages[1].content", "invalid_value"),
+    ("/v1/completions", {"prompt": [[1, 2], [1, 99999]]}, 400, "prompt[1]", "invalid_value"),
+    ("/v1/completions", {"prompt": ["Create a new", "word " * 300]}, 400, "prompt[1]", "context_length_exceeded"),
 ])
 def test_bad_requests_get_openai_errors(server, path, body, status, param, code):
     got, answer = _post(server, path, body)
@@ -266,6 +278,78 @@ def _open_stream(url: str, max_tokens: int = 4000) -> tuple[http.client.HTTPConn
     resp = conn.getresponse()
     assert resp.status == 200
     return conn, resp.readline()
+
+
+@pytest.mark.parametrize("max_tokens, ignore_eos", [(1, False), (5, True), (60, False), (60, True)])
+def test_completion_tokens_agree_with_bitnet_cli(server, engine_bin, gguf, max_tokens, ignore_eos):
+    """The same greedy generation: the same text and the same token count as bitnet-cli's speed line,
+    whether it ends at max_tokens or at <|end_of_text|> (not counted; this prompt reaches it after
+    14 tokens), control tokens left out."""
+    body = {"prompt": "Return the", "max_tokens": max_tokens, "temperature": 0, "ignore_eos": ignore_eos}
+    status, r = _post(server, "/v1/completions", body)
+    assert status == 200, r
+    cli = subprocess.run([str(engine_bin / "bitnet-cli"), "-m", str(gguf), "-p", "Return the", "-n", str(max_tokens),
+                          "--temp", "0", "-c", "256", "-t", "1", "--no-display-prompt",
+                          *(["--ignore-eos"] if ignore_eos else [])], capture_output=True, text=True, check=True)
+    n = int(re.search(r"generation: +(\d+) tokens? in", cli.stderr).group(1))
+    assert r["usage"]["completion_tokens"] == n
+    assert r["choices"][0]["text"] == cli.stdout.removesuffix("\n") and "<|" not in cli.stdout
+    assert r["choices"][0]["finish_reason"] == ("length" if n == max_tokens else "stop")
+
+
+def test_bad_request_messages_say_what_openai_says(server):
+    status, answer = _post(server, "/v1/completions", {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})
+    assert status == 400 and "at most 4 stop sequences" in answer["error"]["message"], answer
+    status, answer = _post(server, "/v1/chat/completions", {"messages": [{"role": "user", "content": None}]})
+    assert status == 400 and "null is only allowed in an assistant message with tool_calls" in \
+        answer["error"]["message"], answer
+
+
+def test_null_content_of_an_assistant_tool_call_is_accepted(server):
+    messages = [{"role": "user", "content": "Create a new"},
+                {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "user", "content": "again"}]
+    status, answer = _post(server, "/v1/chat/completions", {"messages": messages, "max_tokens": 2})
+    assert status == 200, answer
+
+
+def test_a_list_of_prompts_gets_a_choice_each(server, model):
+    prompts = ["Create a new", "Return the", "The list"]
+    alone = [_post(server, "/v1/completions", {"prompt": p, "max_tokens": 8, "temperature": 0})[1] for p in prompts]
+    status, r = _post(server, "/v1/completions", {"prompt": prompts, "max_tokens": 8, "temperature": 0})
+    assert status == 200, r
+    assert [c["index"] for c in r["choices"]] == [0, 1, 2]
+    assert [c["text"] for c in r["choices"]] == [a["choices"][0]["text"] for a in alone]
+    assert [c["finish_reason"] for c in r["choices"]] == [a["choices"][0]["finish_reason"] for a in alone]
+    for key in ("prompt_tokens", "completion_tokens"):
+        assert r["usage"][key] == sum(a["usage"][key] for a in alone)
+    # token ids, as a list of lists, and the openai client's own batch call
+    ids = [model.tokenize(p, add_bos=True) for p in prompts]
+    status, by_ids = _post(server, "/v1/completions", {"prompt": ids, "max_tokens": 8, "temperature": 0})
+    assert status == 200 and [c["text"] for c in by_ids["choices"]] == [c["text"] for c in r["choices"]]
+    got = _client(server).completions.create(model=DEFAULT_MODEL_DIR.name, prompt=prompts, max_tokens=8, temperature=0)
+    assert sorted((c.index, c.text) for c in got.choices) == [(c["index"], c["text"]) for c in r["choices"]]
+    # streamed: every chunk names its choice; each choice's text is the same
+    chunks = list(_client(server).completions.create(model=DEFAULT_MODEL_DIR.name, prompt=prompts, max_tokens=8,
+                                                     temperature=0, stream=True,
+                                                     stream_options={"include_usage": True}))
+    texts = {i: "".join(c.choices[0].text for c in chunks if c.choices and c.choices[0].index == i) for i in range(3)}
+    assert [texts[i] for i in range(3)] == [c["text"] for c in r["choices"]]
+    assert chunks[-1].usage.completion_tokens == r["usage"]["completion_tokens"]
+
+
+def test_busy_port_is_one_error_line_before_the_model_loads(engine_lib, gguf):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "run_inference_server.py"),
+                              "-m", str(gguf), "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and \
+        len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "serving" not in res.stdout + res.stderr and "--port" in res.stderr
 
 
 def test_disconnect_frees_the_slot(tight):

@@ -147,6 +147,9 @@ class _FakeModel:
     def is_eog(self, token):
         return False
 
+    def is_control(self, token):
+        return False
+
     def token_to_piece(self, token):
         return b"x"
 

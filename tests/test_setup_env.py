@@ -9,6 +9,7 @@ calling the converter directly with the settings the flags stand for.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -237,6 +238,37 @@ def test_model_dir_without_a_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     res = run_setup("--model-dir", str(tmp_path))
     assert_clean_failure(res, 1, "is not a Hugging Face checkpoint", "*.safetensors")
+
+
+def _unsupported_architecture(ckpt: Path) -> None:
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg.update(model_type="gpt2", architectures=["GPT2LMHeadModel"])
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+
+
+def _one_layer_too_many(ckpt: Path) -> None:
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["num_hidden_layers"] += 1
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+
+
+def _no_tokenizer(ckpt: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer.model"):
+        (ckpt / name).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (_unsupported_architecture, "model_type 'gpt2'"),
+    (_one_layer_too_many, "missing from the checkpoint"),
+    (_no_tokenizer, "neither tokenizer.json nor tokenizer.model"),
+])
+def test_unsupported_checkpoint_is_refused_before_the_build(engine_bin, ckpt, spoil, message):
+    spoil(ckpt)
+    res = run_setup("--model-dir", str(ckpt), engine_bin=engine_bin)
+    assert_clean_failure(res, 1, message)
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "[2/3]" not in res.stdout, res.stdout  # refused before the engine build
+    assert not list(ckpt.glob("*.gguf*"))
 
 
 def test_unknown_quant_type():

@@ -212,16 +212,18 @@ def test_codegen_refuses_bad_tiles(tiny_packed, tmp_path, qtype, args, message):
     assert not header.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-q", "i2_s", "--use-pretuned"], "use it with -q tl1 or -q tl2"),
-    (["-q", "tl2", "--use-pretuned"], "no tl2 preset for"),
+@pytest.mark.parametrize("args, message, rc", [
+    (["-q", "i2_s", "--use-pretuned"], "use it with -q tl1 or -q tl2", 2),  # a flag misused: usage
+    (["-q", "tl2", "--use-pretuned"], "no tl2 preset for", 1),  # a fact of this model: one error line
 ])
-def test_setup_env_use_pretuned_refusals(tiny_packed, args, message):
+def test_setup_env_use_pretuned_refusals(tiny_packed, args, message, rc):
     # both refusals come before the build and write nothing
     r = subprocess.run([sys.executable, str(REPO_ROOT / "setup_env.py"), "--model-dir", str(tiny_packed), *args],
                        check=False, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == rc and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert "BitNet-b1.58-2B-4T" in r.stderr or "i2_s" in args
+    if rc == 1:
+        assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 # Every model setup_env knows but Falcon-E (whose config this project has never seen) has presets,

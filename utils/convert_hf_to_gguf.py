@@ -15,6 +15,7 @@ import click
 if __package__ in (None, ""):  # run as `python utils/convert_hf_to_gguf.py`: make `bitnet` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bitnet.common import run_cli  # noqa: E402
 from bitnet.convert.hf import EMBD_TYPES, FILE_TYPES, convert  # noqa: E402
 
 
@@ -25,8 +26,8 @@ from bitnet.convert.hf import EMBD_TYPES, FILE_TYPES, convert  # noqa: E402
 @click.option("--outfile", type=click.Path(dir_okay=False, path_type=Path),
               help="Output path [default: MODEL_DIR/ggml-model-<outtype>.gguf].")
 @click.option("--embd-type", type=click.Choice(list(EMBD_TYPES)),
-              help="Type of token_embd and output.weight [default: q6_k for i2_s (q8_0 when the hidden "
-                   "size is not a multiple of 256), else the --outtype].")
+              help="Type of token_embd and output.weight [default: q6_k for i2_s, tl1 and tl2 (q8_0 when the "
+                   "hidden size is not a multiple of 256), else the --outtype].")
 def main(model_dir, outtype, outfile, embd_type):
     """Convert a Hugging Face ternary checkpoint (BitNet b1.58 2B4T, 1bitLLM, ternary Llama /
     Falcon3 / Falcon-E) in MODEL_DIR to GGUF."""
@@ -35,4 +36,4 @@ def main(model_dir, outtype, outfile, embd_type):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -45,6 +45,22 @@ def run_bench_json(cmd: list[str]) -> dict:
         raise BitnetError(f"bitnet-bench printed no valid JSON ({e}); its output was:\n{r.stdout}") from None
 
 
+def model_labels(paths: list[Path]) -> list[str]:
+    """A label per model for the table: the shortest end of its path that no other file's path
+    ends with (setup_env.py names every file ggml-model-<type>.gguf, so the file name alone often
+    tells nothing apart). The same file given twice gets the same label. bitnet-bench labels its
+    -m files by the same rule."""
+    parts = [Path(p).resolve().parts for p in paths]
+    labels = []
+    for mine in parts:
+        others = [p for p in parts if p != mine]
+        n = 1
+        while n < len(mine) and any(p[-n:] == mine[-n:] for p in others):
+            n += 1
+        labels.append(str(Path(*mine[-n:])))
+    return labels
+
+
 def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int], reps: int,
               batch_size: int = 512, progress=None, depths: list[int] | None = None,
               gen_after: list[tuple[int, int]] | None = None, cache_flags: list[str] | None = None) -> list[dict]:
@@ -54,9 +70,11 @@ def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int],
     ``gen_after``: (D, TG) pairs, TG tokens generated after a D-token prompt (-gp);
     ``cache_flags``: bitnet-bench's -ctk/-ctv/-fa flags and values (their lists give a row each).
 
-    Returns one dict per (model, threads, test) in model order: model, path, size_bytes,
-    n_params, type, isa, n_threads, test, samples_ts, avg_ts, stddev_ts, and ``vs_first`` (avg_ts
-    over the first model's on the same threads and test; 1.0 for the first model).
+    Returns one dict per (model, threads, test) in model order: model (see model_labels),
+    model_index (which -m, from 0), path, size_bytes, n_params, type, isa, n_threads, test,
+    samples_ts, avg_ts, stddev_ts, and ``vs_first`` (avg_ts over the first model's on the same
+    threads and test; 1.0 for the first model, and a ratio for every other -m, the same file given
+    again included).
     ``progress(text)`` is called before each run.
     """
     if n_prompt <= 0 and n_gen <= 0 and not gen_after:
@@ -65,6 +83,7 @@ def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int],
         if not Path(m).is_file():
             raise BitnetError(f"model file {display_path(m)} not found: give a converted GGUF model with -m")
     tool = engine_tool("bitnet-bench")
+    labels = model_labels(models)
     rows: dict[tuple, dict] = {}
     for rep in range(reps):
         for i, model in enumerate(models):
@@ -80,7 +99,7 @@ def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int],
             for res in run_bench_json(cmd)["results"]:
                 key = (i, res["kv"], res["n_threads"], res["n_depth"], res["test"])
                 row = rows.setdefault(key, {
-                    "model": res["model"], "path": res["path"], "size_bytes": res["size_bytes"],
+                    "model": labels[i], "model_index": i, "path": res["path"], "size_bytes": res["size_bytes"],
                     "n_params": res["n_params"], "type": res["type"], "isa": res["isa"], "kv": res["kv"],
                     "n_threads": res["n_threads"], "n_depth": res["n_depth"], "test": res["test"],
                     "samples_ts": []})
@@ -90,7 +109,7 @@ def benchmark(models: list[Path], n_prompt: int, n_gen: int, threads: list[int],
         s = row["samples_ts"]
         row["avg_ts"] = statistics.fmean(s)
         row["stddev_ts"] = statistics.stdev(s) if len(s) > 1 else 0.0
-    first = {(r["kv"], r["n_threads"], r["test"]): r["avg_ts"] for r in out if r["path"] == out[0]["path"]}
+    first = {(r["kv"], r["n_threads"], r["test"]): r["avg_ts"] for r in out if r["model_index"] == 0}
     for row in out:
         base = first.get((row["kv"], row["n_threads"], row["test"]))
         row["vs_first"] = row["avg_ts"] / base if base else None
@@ -102,8 +121,9 @@ def _test_order(test: str) -> tuple:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table of ``benchmark()`` rows (a "vs first" column when several models ran)."""
-    several = len({r["path"] for r in rows}) > 1
+    """Markdown table of ``benchmark()`` rows (a "vs first" column when several -m ran, even the
+    same file twice: then it measures the noise)."""
+    several = len({r["model_index"] for r in rows}) > 1
     kv = len({r["kv"] for r in rows}) > 1 or any(r["kv"] != "f32" for r in rows)
     head = (["model", "size", "params", "type", "isa"] + (["kv"] if kv else []) + ["threads", "test", "t/s"]
             + (["vs first"] if several else []))

@@ -88,7 +88,7 @@ def render(ud, module_name: str, ranges: list[tuple[int, int, int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_OUT,
               show_default=True, help="File to write.")
 @click.option("--module", "module_name", default="auto", show_default=True,

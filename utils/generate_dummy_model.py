@@ -58,6 +58,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python utils/generate_dummy_model.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bitnet.common import run_cli  # noqa: E402
 from bitnet.formats.ternary import absmean_quantize, pack_hf  # noqa: E402
 from bitnet.convert.vocab import build_spm_tokenizer  # noqa: E402
 
@@ -530,4 +531,4 @@ def main(outdir, preset, arch, seed, fmt, tokenizer, **overrides):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

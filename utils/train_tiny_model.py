@@ -43,6 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from bitnet.common import run_cli  # noqa: E402
 from utils.generate_dummy_model import (  # noqa: E402
     EOS_TEXT,
     QUANT_CONFIG_PACKED,
@@ -576,4 +577,4 @@ def main(outdir, steps, max_minutes, hidden, layers, heads, kv_heads, ffn, vocab
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

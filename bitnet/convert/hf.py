@@ -384,6 +384,31 @@ def default_embd_type(outtype: str, hidden: int) -> str:
     return "q6_k" if hidden % 256 == 0 else "q8_0"
 
 
+def _prepare(model_dir: Path, outtype: str, embd_type: str | None) -> tuple[dict, Hparams, str, Weights, list[tuple]]:
+    """The checks convert() makes before it writes anything, and what they give it: config,
+    hyperparameters, embedding type, weights and the tensor plan."""
+    if outtype not in FILE_TYPES:
+        raise click.ClickException(f"unknown outtype {outtype!r}: use i2_s, tl1, tl2, f16 or f32")
+    if embd_type not in EMBD_TYPES + (None,):
+        raise click.ClickException(f"unknown embedding type {embd_type!r}: use {', '.join(EMBD_TYPES)}")
+    if not model_dir.is_dir():
+        raise click.ClickException(f"{model_dir} is not a directory")
+    cfg = read_json(model_dir / "config.json")
+    hp = Hparams(cfg)
+    embd_type = embd_type or default_embd_type(outtype, hp.hidden)
+    weights = Weights(model_dir)
+    return cfg, hp, embd_type, weights, _plan(weights, hp, outtype, embd_type)
+
+
+def check(model_dir: str | Path, outtype: str = "i2_s", embd_type: str | None = None) -> None:
+    """Check, in seconds and without writing, that convert() would accept the checkpoint with these
+    settings: config and architecture, every tensor present with its shape, the tokenizer files.
+    Raises the click.ClickException convert() would raise. setup_env.py calls it before the long
+    engine build."""
+    _, hp, _, _, _ = _prepare(Path(model_dir), outtype, embd_type)
+    add_tokenizer(GGUFWriter(None, hp.arch), Path(model_dir), hp.vocab)  # in memory only
+
+
 def convert(model_dir: str | Path, outfile: str | Path | None = None, outtype: str = "i2_s",
             embd_type: str | None = None) -> Path:
     """Convert the checkpoint in model_dir to GGUF and return the output path.
@@ -394,19 +419,8 @@ def convert(model_dir: str | Path, outfile: str | Path | None = None, outtype: s
     the output appears only when complete.
     """
     model_dir = Path(model_dir)
-    if outtype not in FILE_TYPES:
-        raise click.ClickException(f"unknown outtype {outtype!r}: use i2_s, tl1, tl2, f16 or f32")
-    if embd_type not in EMBD_TYPES + (None,):
-        raise click.ClickException(f"unknown embedding type {embd_type!r}: use {', '.join(EMBD_TYPES)}")
-    if not model_dir.is_dir():
-        raise click.ClickException(f"{model_dir} is not a directory")
     out = Path(outfile) if outfile else model_dir / f"ggml-model-{outtype}.gguf"
-
-    cfg = read_json(model_dir / "config.json")
-    hp = Hparams(cfg)
-    embd_type = embd_type or default_embd_type(outtype, hp.hidden)
-    weights = Weights(model_dir)
-    plan = _plan(weights, hp, outtype, embd_type)
+    cfg, hp, embd_type, weights, plan = _prepare(model_dir, outtype, embd_type)
 
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     writer = GGUFWriter(tmp, hp.arch)

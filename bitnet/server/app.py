@@ -181,16 +181,20 @@ class _Generation(_Body):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     seed: int | None = None
-    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = None
+    stop: Stop | list[Stop] | None = None  # at most MAX_STOP, checked in sampling() for OpenAI's message
     n: Annotated[int, Field(ge=1, le=1)] = 1  # one choice per request
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # llama.cpp's extension: generate past end-of-text (benchmarks)
 
 
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+MAX_STOP = 4  # OpenAI's limit on stop sequences
+
+
 class CompletionBody(_Generation):
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)] | \
-        Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    # OpenAI's forms: a text, token ids, or a list of either (a choice per prompt, by index)
+    prompt: str | TokenIds | Annotated[list[str], Field(min_length=1)] | Annotated[list[TokenIds], Field(min_length=1)]
 
 
 class TextPart(_Body):
@@ -200,7 +204,18 @@ class TextPart(_Body):
 
 class Message(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: str | list[TextPart] | None = None  # None only where OpenAI allows it (see _check_content)
+    tool_calls: list[dict] | None = None
+
+
+def _check_content(messages: list[Message]) -> None:
+    """OpenAI's rule: every message has its content, except an assistant message that makes tool
+    calls, whose content may be null or absent (and reads as empty here)."""
+    for i, m in enumerate(messages):
+        if m.content is None and not (m.role == "assistant" and m.tool_calls):
+            raise APIError(400, f"messages[{i}].content: a {m.role} message needs its content (a string or a "
+                           "list of text parts); null is only allowed in an assistant message with tool_calls",
+                           param=f"messages[{i}].content", code="invalid_value")
 
 
 class ChatBody(_Generation):
@@ -314,30 +329,37 @@ class _Job:
         finally:
             self.cancel()  # a no-op once finished
 
-    async def stream(self, chunk: Callable[..., dict], first: dict | None,
-                     include_usage: bool) -> AsyncIterator[str]:
-        """SSE lines: `first` (if any), a chunk per piece of text, the finishing chunk, the usage
-        chunk when asked for, [DONE]. chunk(text=..., finish=...) builds one chunk."""
-        usage = {"usage": None} if include_usage else {}
-        try:
-            if first is not None:
-                yield _sse(first | usage)
+
+
+async def _stream(jobs: list[_Job], chunks: list[Callable[..., dict]], first: dict | None,
+                  include_usage: bool) -> AsyncIterator[str]:
+    """SSE lines: `first` (if any), then for each job (the prompts of a list, which run together)
+    a chunk per piece of text and its finishing chunk, one job after the other, the usage chunk of
+    them all when asked for, [DONE]. chunks[i](text=..., finish=...) builds a chunk of job i."""
+    usage = {"usage": None} if include_usage else {}
+    done: list[Finished] = []
+    try:
+        if first is not None:
+            yield _sse(first | usage)
+        for job, chunk in zip(jobs, chunks):
             while True:
-                ev = await self.events.get()
+                ev = await job.events.get()
                 if isinstance(ev, Delta):
                     yield _sse(chunk(text=ev.text, finish=None) | usage)
                 elif isinstance(ev, Finished):
                     yield _sse(chunk(text=None, finish=ev.reason) | usage)
-                    if include_usage:
-                        yield _sse(shapes.usage_chunk(chunk(text=None, finish=None), ev))
-                    yield "data: [DONE]\n\n"
-                    return
+                    done.append(ev)
+                    break
                 else:
                     yield _sse({"error": {"message": ev.message, "type": "server_error", "param": None,
                                           "code": None}})
                     return
-        finally:
-            self.cancel()
+        if include_usage:
+            yield _sse(shapes.usage_chunk(chunks[0](text=None, finish=None), *done))
+        yield "data: [DONE]\n\n"
+    finally:
+        for job in jobs:
+            job.cancel()
 
 
 # ---- the application ------------------------------------------------------------------------
@@ -400,6 +422,9 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     def sampling(body: _Generation, max_tokens: int | None) -> SamplingParams:
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        if len(stop) > MAX_STOP:
+            raise APIError(400, f"stop: at most {MAX_STOP} stop sequences are allowed, got {len(stop)}",
+                           param="stop", code="invalid_value")
         return SamplingParams(
             max_tokens=max_tokens if max_tokens is not None else config.default_max_tokens,
             temperature=body.temperature if body.temperature is not None else config.default_temperature,
@@ -422,18 +447,39 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise APIError(400, f"the {param} is empty", param=param, code="invalid_value")
         return tokens
 
-    async def respond(http: HttpRequest, job: _Job, stream: bool, include_usage: bool,
-                      chunk: Callable[..., dict], first: dict | None, whole: Callable[[str, Finished], dict]):
+    def submit(prompts: list[list[int]], params: SamplingParams) -> list[_Job]:
+        """A job per prompt; none is left running when one cannot be taken."""
+        jobs: list[_Job] = []
+        try:
+            for tokens in prompts:
+                jobs.append(_Job(sched, tokens, params))
+        except APIError:
+            for job in jobs:
+                job.cancel()
+            raise
+        return jobs
+
+    async def respond(http: HttpRequest, jobs: list[_Job], stream: bool, include_usage: bool,
+                      chunks: list[Callable[..., dict]], first: dict | None,
+                      whole: Callable[[list[tuple[str, Finished]]], dict]):
         if stream:
-            # The background task cancels the job even when the client leaves before the stream's
+            # The background task cancels the jobs even when the client leaves before the stream's
             # generator first runs (its own `finally` covers the rest).
-            return StreamingResponse(job.stream(chunk, first, include_usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"}, background=BackgroundTask(job.cancel))
-        result = await job.collect(http)
-        if result is None:
-            log.info("%s %s: the client went away before its answer was ready", http.method, http.url.path)
-            return Response(status_code=499)  # nginx's "client closed request": for the metrics
-        return whole(*result)
+            return StreamingResponse(_stream(jobs, chunks, first, include_usage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"},
+                                     background=BackgroundTask(lambda: [job.cancel() for job in jobs]))
+        results = []
+        try:
+            for job in jobs:  # they run together; their answers are taken in order
+                result = await job.collect(http)
+                if result is None:
+                    log.info("%s %s: the client went away before its answer was ready", http.method, http.url.path)
+                    return Response(status_code=499)  # nginx's "client closed request": for the metrics
+                results.append(result)
+        finally:
+            for job in jobs:
+                job.cancel()
+        return whole(results)
 
     @app.get("/health")
     async def health():
@@ -464,28 +510,36 @@ def create_app(config: ServerConfig) -> FastAPI:
         check_file()
         body = await _parse(http, config, CompletionBody)
         check_model(body.model)
-        if isinstance(body.prompt, str) or isinstance(body.prompt[0], str):
-            text = (body.prompt if isinstance(body.prompt, str) else body.prompt[0]).encode()
-            tokens = await tokenize(text, "prompt", lambda: model.tokenize(text, True, True))
-        else:
-            tokens = list(body.prompt)
-            bad = [t for t in tokens if t >= model.n_vocab]
+        # OpenAI's four forms: a text, a list of texts, a list of token ids, a list of such lists.
+        one = isinstance(body.prompt, str) or isinstance(body.prompt[0], int)
+        prompts = [body.prompt] if one else body.prompt
+        tokens = []
+        for i, prompt in enumerate(prompts):
+            param = "prompt" if one else f"prompt[{i}]"
+            if isinstance(prompt, str):
+                text = prompt.encode()
+                tokens.append(await tokenize(text, param, lambda text=text: model.tokenize(text, True, True)))
+                continue
+            bad = [t for t in prompt if t >= model.n_vocab]
             if bad:
-                raise APIError(400, f"prompt: token id {bad[0]} is out of the vocabulary (0..{model.n_vocab - 1})",
-                               param="prompt", code="invalid_value")
-            if len(tokens) >= sched.n_ctx:
-                raise context_exceeded("prompt", f"{len(tokens)} tokens")
-        job = _Job(sched, tokens, sampling(body, body.max_tokens))
+                raise APIError(400, f"{param}: token id {bad[0]} is out of the vocabulary (0..{model.n_vocab - 1})",
+                               param=param, code="invalid_value")
+            if len(prompt) >= sched.n_ctx:
+                raise context_exceeded(param, f"{len(prompt)} tokens")
+            tokens.append(list(prompt))
+        jobs = submit(tokens, sampling(body, body.max_tokens))
         head = shapes.completion_head(config.model_id)
-        chunk, whole = partial(shapes.completion_chunk, head), partial(shapes.completion, head)
+        chunks = [partial(shapes.completion_chunk, head, index=i) for i in range(len(jobs))]
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await respond(http, job, body.stream, include_usage, chunk, None, whole)
+        return await respond(http, jobs, body.stream, include_usage, chunks, None,
+                             partial(shapes.completions, head))
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat_completions(http: HttpRequest):
         check_file()
         body = await _parse(http, config, ChatBody)
         check_model(body.model)
+        _check_content(body.messages)
         messages = [{"role": "system" if m.role == "developer" else m.role,
                      "content": m.content if isinstance(m.content, str)
                      else "".join(p.text for p in m.content or [])} for m in body.messages]
@@ -500,12 +554,12 @@ def create_app(config: ServerConfig) -> FastAPI:
                            "server_error") from None
         tokens = await tokenize(chat.text, "messages", lambda: chat_tokens(model, vocab, chat))
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-        job = _Job(sched, tokens, sampling(body, max_tokens))
+        jobs = submit([tokens], sampling(body, max_tokens))
         head = shapes.chat_head(config.model_id)
-        chunk, whole = partial(shapes.chat_chunk, head), partial(shapes.chat_completion, head)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         first = shapes.chat_first_chunk(head)
-        return await respond(http, job, body.stream, include_usage, chunk, first, whole)
+        return await respond(http, jobs, body.stream, include_usage, [partial(shapes.chat_chunk, head)], first,
+                             lambda results: shapes.chat_completion(head, *results[0]))
 
     endpoints = {r.path for r in app.routes if "{" not in getattr(r, "path", "{")}
     app.add_middleware(HttpMetrics, endpoints=endpoints, counts=http_counts)

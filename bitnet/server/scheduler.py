@@ -154,7 +154,7 @@ class _Running:
         self.slot = slot
         self.n_cached = n_cached      # prompt tokens the slot already held
         self.n_fed = n_cached         # prompt tokens already in the slot
-        self.n_gen = 0                # tokens sampled so far
+        self.n_gen = 0                # tokens generated so far (a stopping end-of-text not counted)
         self.generated: list[int] = []
         self.next_token: int | None = None  # sampled, not yet fed to the engine
         seed = p.seed if p.seed is not None else secrets.randbits(64)
@@ -392,9 +392,13 @@ class Scheduler:
     def _on_token(self, r: _Running, token: int) -> None:
         p = r.req.params
         if not p.ignore_eos and self.model.is_eog(token):
+            r.n_gen -= 1  # the end-of-text that stops it is not a completion token (bitnet-cli counts alike)
             self._complete(r, "stop")
             return
-        text, stopped = r.stops.push(r.decoder.decode(self.model.token_to_piece(token)))
+        # Control tokens (with ignore_eos, <|end_of_text|>...) are markup, not text: left out, as
+        # llama-server and bitnet-cli without --special do.
+        piece = b"" if self.model.is_control(token) else self.model.token_to_piece(token)
+        text, stopped = r.stops.push(r.decoder.decode(piece))
         if text:
             _emit(r.req, Delta(text))
         if stopped:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 import warnings
 from pathlib import Path
 
@@ -46,6 +47,20 @@ def uvicorn_config(app, host: str, port: int, limits: ConnectionLimits, log_leve
                           h11_max_incomplete_event_size=limits.max_header_size)
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound to host:port (as uvicorn binds it) before the model loads, so a
+    port in use is one error line at once rather than uvicorn's failure after start-up."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise BitnetError(f"cannot listen on {host}:{port}: {e.strerror or e}; another server may be using the "
+                          "port: stop it or choose another with --port") from None
+    return sock
+
+
 def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int, parallel: int,
           queue_size: int, batch_size: int, n_predict: int, temperature: float, system_prompt: str | None,
           api_key: str | None, max_body_size: int = 4 << 20, body_timeout: float = 30.0,
@@ -57,13 +72,15 @@ def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int
     max_body_size, body_timeout: a request body's bytes and seconds; limits: the connections';
     use_mmap: map the model file instead of reading it into memory (see watch.py for what a change
     of the file then does); type_k, type_v, flash_attn: the KV cache and attention. Raises
-    BitnetError when the engine is not built or the model cannot be loaded."""
+    BitnetError when the engine is not built, host:port cannot be bound or the model cannot be
+    loaded."""
     lib = default_library_path()
     if not lib.is_file():
         raise BitnetError(f"the engine is not built ({display_path(lib)} is missing): run python setup_env.py")
     if not model_path.is_file():
         raise BitnetError(f"model file {display_path(model_path)} not found: run python setup_env.py "
                           "(or setup_env.py --model-dir DIR / --hf-repo REPO)")
+    sock = listen_socket(host, port)
     watch = ModelFileWatch(model_path, use_mmap)  # before loading: a change during the load counts
     try:
         model = Model(model_path, library=lib, use_mmap=use_mmap)
@@ -73,6 +90,7 @@ def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int
             engine = SlotEngine(model, n_slots=parallel, n_ctx=ctx_size, n_threads=threads, n_batch=batch_size,
                                 type_k=type_k, type_v=type_v, flash_attn=flash_attn)
     except EngineError as e:
+        sock.close()
         raise BitnetError(str(e)) from None
     for w in context_warnings:
         click.echo(f"warning: {w.message}", err=True)
@@ -93,10 +111,11 @@ def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int
     server = _Server(uvicorn_config(app, host, port, limits, log_level), scheduler)
     scheduler.start()
     try:
-        server.run()  # a port already in use: uvicorn logs it and exits with code 3
+        server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn raises Ctrl-C again once it has shut down cleanly
         pass
     finally:
+        sock.close()
         scheduler.close()
         engine.close()
         model.close()

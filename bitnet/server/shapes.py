@@ -22,10 +22,11 @@ def model_id(path: Path) -> str:
     return path.parent.resolve().name if path.name.startswith("ggml-model-") else path.stem
 
 
-def usage(fin: Finished) -> dict:
-    return {"prompt_tokens": fin.prompt_tokens, "completion_tokens": fin.completion_tokens,
-            "total_tokens": fin.prompt_tokens + fin.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": fin.cached_tokens}}
+def usage(*fins: Finished) -> dict:
+    """The usage of one answer, or of the answers to a list of prompts together (as OpenAI sums it)."""
+    prompt, completion = sum(f.prompt_tokens for f in fins), sum(f.completion_tokens for f in fins)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(f.cached_tokens for f in fins)}}
 
 
 def completion_head(model_id: str) -> dict:
@@ -33,13 +34,20 @@ def completion_head(model_id: str) -> dict:
             "model": model_id, "system_fingerprint": None}
 
 
-def completion_chunk(head: dict, text: str | None, finish: str | None) -> dict:
-    return head | {"choices": [{"text": text or "", "index": 0, "logprobs": None, "finish_reason": finish}]}
+def completion_chunk(head: dict, text: str | None, finish: str | None, index: int = 0) -> dict:
+    """A chunk of a streamed completion; index: which prompt of a list it answers."""
+    return head | {"choices": [{"text": text or "", "index": index, "logprobs": None, "finish_reason": finish}]}
 
 
 def completion(head: dict, text: str, fin: Finished) -> dict:
-    return head | {"choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": fin.reason}],
-                   "usage": usage(fin)}
+    return completions(head, [(text, fin)])
+
+
+def completions(head: dict, answers: list[tuple[str, Finished]]) -> dict:
+    """The whole answer to a list of prompts: a choice per prompt, in order, and their usage summed."""
+    return head | {"choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": fin.reason}
+                               for i, (text, fin) in enumerate(answers)],
+                   "usage": usage(*(fin for _, fin in answers))}
 
 
 def chat_head(model_id: str) -> dict:
@@ -65,6 +73,6 @@ def chat_completion(head: dict, text: str, fin: Finished) -> dict:
          "finish_reason": fin.reason}]}
 
 
-def usage_chunk(head_chunk: dict, fin: Finished) -> dict:
+def usage_chunk(head_chunk: dict, *fins: Finished) -> dict:
     """The last chunk of a stream with stream_options.include_usage: no choices, the usage."""
-    return head_chunk | {"choices": [], "usage": usage(fin)}
+    return head_chunk | {"choices": [], "usage": usage(*fins)}

@@ -114,6 +114,9 @@ bitnet_token bitnet_token_eot(const bitnet_model* model) { return model->m->toke
 int bitnet_token_is_eog(const bitnet_model* model, bitnet_token token) {
     return model->m->tokenizer->is_eog(token) ? 1 : 0;
 }
+int bitnet_token_is_control(const bitnet_model* model, bitnet_token token) {
+    return model->m->tokenizer->is_control(token) ? 1 : 0;
+}
 
 int32_t bitnet_tokenize(const bitnet_model* model, const char* text, int32_t text_len,
                         bitnet_token* out, int32_t n_max, int add_bos, int parse_special) {

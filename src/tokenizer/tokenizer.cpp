@@ -394,6 +394,9 @@ int32_t Tokenizer::bos() const { return impl_->cfg.bos; }
 int32_t Tokenizer::eos() const { return impl_->cfg.eos; }
 int32_t Tokenizer::eot() const { return impl_->cfg.eot; }
 bool Tokenizer::is_eog(int32_t id) const { return impl_->eog.count(id) != 0; }
+bool Tokenizer::is_control(int32_t id) const {
+    return id >= 0 && id < n_vocab() && impl_->type_of((size_t)id) == TOKEN_CONTROL;
+}
 bool Tokenizer::add_bos() const { return impl_->cfg.add_bos && impl_->cfg.bos >= 0; }
 
 }  // namespace bitnet

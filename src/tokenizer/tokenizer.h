@@ -73,6 +73,8 @@ public:
     int32_t eot() const;
     // End of generation: eos, eot, or another control token such as <|end_of_text|>/<|eom_id|>.
     bool is_eog(int32_t id) const;
+    // A control token (BOS, EOS, <|eot_id|>, ...): markup for the model, not text for a reader.
+    bool is_control(int32_t id) const;
     bool add_bos() const;
 
 private:

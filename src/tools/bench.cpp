@@ -18,8 +18,8 @@
 // to stdout. --profile adds, per test, the forward pass's per-operation wall time (the
 // BITNET_PROFILE_SCOPE entries of src/util/profile.h; the rest of the measured time is "other").
 // --membw measures the read bandwidth of a plain loop over a 1 GiB buffer with each thread count,
-// the ceiling of generation speed: a tg test reads every weight once per token, and the table's
-// footnote gives that as GB/s and as a share of the plain loop.
+// the ceiling of generation speed: a tg test reads every weight once per token, and footnotes
+// under the table give that as GB/s and as a share of the plain loop.
 //
 // Model loading and decoding go through the public C API (include/bitnet.h); tensor types for the
 // "type" column come from the GGUF reader, the profile from util/profile.h.
@@ -28,6 +28,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -235,11 +236,45 @@ struct ModelInfo {
     uint64_t bytes_per_token = 0;  // weight bytes one generated token reads
 };
 
-ModelInfo model_info(const std::string& path, const bitnet_model* model) {
+// The table's label of each -m file: the shortest end of its path that no other file's path ends
+// with (setup_env.py names every file ggml-model-<type>.gguf, so the file name alone often tells
+// nothing apart). The same file given twice keeps one label. utils/e2e_benchmark.py's
+// model_labels follows the same rule.
+std::vector<std::string> model_labels(const std::vector<std::string>& paths) {
+    std::vector<std::vector<std::string>> parts;
+    for (const std::string& p : paths) {
+        char* real = realpath(p.c_str(), nullptr);
+        std::stringstream ss(real ? std::string(real) : p);
+        std::free(real);
+        std::vector<std::string> comps;
+        for (std::string c; std::getline(ss, c, '/');)
+            if (!c.empty()) comps.push_back(c);
+        parts.push_back(comps);
+    }
+    auto same_end = [](const std::vector<std::string>& a, const std::vector<std::string>& b, size_t n) {
+        return a.size() >= n && b.size() >= n && std::equal(a.end() - (long)n, a.end(), b.end() - (long)n);
+    };
+    std::vector<std::string> labels;
+    for (const std::vector<std::string>& mine : parts) {
+        auto clashes = [&](size_t n) {
+            for (const std::vector<std::string>& other : parts)
+                if (other != mine && same_end(mine, other, n)) return true;
+            return false;
+        };
+        size_t n = 1;
+        while (n < mine.size() && clashes(n)) ++n;
+        std::string label;
+        for (size_t i = mine.size() - std::min(n, mine.size()); i < mine.size(); ++i)
+            label += (label.empty() ? "" : "/") + mine[i];
+        labels.push_back(label);
+    }
+    return labels;
+}
+
+ModelInfo model_info(const std::string& path, const std::string& label, const bitnet_model* model) {
     ModelInfo mi;
     mi.path = path;
-    const size_t slash = path.find_last_of('/');
-    mi.name = slash == std::string::npos ? path : path.substr(slash + 1);
+    mi.name = label;
     mi.desc = bitnet_model_desc(model);
     mi.size = bitnet_model_size(model);
     mi.n_params = bitnet_model_n_params(model);
@@ -395,8 +430,10 @@ void print_md(const std::vector<Result>& results, const std::vector<std::pair<in
                         r.mean(), r.stddev());
     }
     for (const auto& [t, gbs] : membw) std::printf("\nplain read loop, %d thread(s): %.2f GB/s\n", t, gbs);
+    // The weight bandwidth of generation, set against the plain loop: only with --membw, which
+    // gives the yardstick that makes the number mean something.
     for (const Result& r : results) {
-        if (r.test.n_prompt != 0 || r.test.n_gen == 0 || r.test.depth != 0) continue;
+        if (membw.empty() || r.test.n_prompt != 0 || r.test.n_gen == 0 || r.test.depth != 0) continue;
         const double gbs = (double)r.model->bytes_per_token * r.mean() / 1e9;
         std::string share;
         for (const auto& [t, bw] : membw)
@@ -473,6 +510,7 @@ int main(int argc, char** argv) {
             membw.push_back({t, measure_membw(t)});
         }
 
+    const std::vector<std::string> labels = model_labels(args.models);
     std::vector<std::unique_ptr<ModelInfo>> infos;
     std::vector<Result> results;
     std::mt19937 rng(1234);
@@ -481,7 +519,7 @@ int main(int argc, char** argv) {
         progress(bitnet::strfmt("bench: loading %s (%zu/%zu)", path.c_str(), mi + 1, args.models.size()));
         bitnet_model* model = tool::load_model(path, args.use_mmap);
         try {
-            infos.push_back(std::make_unique<ModelInfo>(model_info(path, model)));
+            infos.push_back(std::make_unique<ModelInfo>(model_info(path, labels[mi], model)));
         } catch (const bitnet::Error& e) {
             die(e.what());
         }

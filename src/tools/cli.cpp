@@ -49,6 +49,7 @@ struct Args {
     int repeat_last_n = 64;
     long long seed = -1;
     bool ignore_eos = false;
+    bool special = false;
     bool display_prompt = true;
     bool conversation = false;
     std::string chat_template;  // empty: the model's own
@@ -76,6 +77,8 @@ void usage(FILE* out) {
         "      --repeat-last-n N   tokens the penalty looks back over (default 64)\n"
         "  -s, --seed N            random seed (default -1 = random)\n"
         "      --ignore-eos        keep generating past the end-of-text token\n"
+        "      --special           show control tokens (<|end_of_text|>, ...) as text; by default\n"
+        "                          they are left out of the output\n"
         "      --no-display-prompt do not echo the prompt\n"
         "  -cnv, --conversation    chat: each line read from stdin is a user turn, answered until the\n"
         "                          model ends its turn; /exit, end of input (Ctrl-D) or Ctrl-C at the\n"
@@ -111,6 +114,7 @@ Args parse_args(int argc, char** argv) {
         else if (f == "--repeat-last-n") a.repeat_last_n = (int)parse_int(f, next());
         else if (f == "-s" || f == "--seed") a.seed = parse_int(f, next());
         else if (f == "--ignore-eos") a.ignore_eos = true;
+        else if (f == "--special") a.special = true;
         else if (f == "--no-display-prompt") a.display_prompt = false;
         else if (f == "-cnv" || f == "--conversation") a.conversation = true;
         else if (f == "--chat-template") a.chat_template = next();
@@ -140,10 +144,37 @@ std::string piece(const bitnet_model* m, bitnet_token t) {
     return s;
 }
 
-// What runs, on stderr, once the input has been checked (so that bad input stays one line).
-void print_banner(const bitnet_model* model, const bitnet_context* ctx, uint64_t seed) {
-    std::fprintf(stderr, "model: %s, %d threads, kernels %s, seed %llu\n", bitnet_model_desc(model),
-                 bitnet_context_n_threads(ctx), bitnet_isa(), (unsigned long long)seed);
+// The text a generated token adds to the output: control tokens are markup, shown only with
+// --special (as llama.cpp does).
+std::string shown_piece(const bitnet_model* m, bitnet_token t, const Args& a) {
+    if (!a.special && bitnet_token_is_control(m, t)) return {};
+    return piece(m, t);
+}
+
+// What runs, on stderr, once the input has been checked (so that bad input stays one line). A
+// greedy run (--temp 0) draws no random numbers: no seed to report.
+void print_banner(const bitnet_model* model, const bitnet_context* ctx, const Args& a, uint64_t seed) {
+    std::fprintf(stderr, "model: %s, %d threads, kernels %s, ", bitnet_model_desc(model),
+                 bitnet_context_n_threads(ctx), bitnet_isa());
+    if (a.temp <= 0) std::fprintf(stderr, "greedy\n");
+    else std::fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+}
+
+// Evaluates toks[0..n) after what the context holds, in passes of up to n_batch tokens. A prompt
+// longer than kProgressEvery tokens takes seconds to minutes: each time another kProgressEvery
+// tokens are done, a line on stderr says how far it got.
+constexpr int kProgressEvery = 512;
+
+void decode_prompt(bitnet_context* ctx, const bitnet_token* toks, int32_t n, int n_batch) {
+    const double t0 = now_s();
+    for (int32_t done = 0; done < n;) {
+        const int32_t step = std::min<int32_t>(n_batch, n - done);
+        if (bitnet_decode(ctx, toks + done, step, 0) != 0) die(bitnet_last_error());
+        const bool crossed = (done + step) / kProgressEvery > done / kProgressEvery;
+        done += step;
+        if (n > kProgressEvery && (crossed || done == n))
+            std::fprintf(stderr, "prompt eval: %d/%d tokens (%.1f s)\n", done, n, now_s() - t0);
+    }
 }
 
 // Completion: the prompt (with BOS) and its continuation.
@@ -161,43 +192,44 @@ void run_completion(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sa
             std::to_string(n_ctx) + ": use a larger -c or a shorter prompt");
     for (bitnet_token t : prompt) bitnet_sampler_accept(sampler, t);
 
-    print_banner(model, ctx, seed);
+    print_banner(model, ctx, a, seed);
     if (a.display_prompt) {
         std::fwrite(a.prompt.data(), 1, a.prompt.size(), stdout);
         std::fflush(stdout);
     }
 
     const double t0 = now_s();
-    if (bitnet_decode(ctx, prompt.data(), np, 0) != 0) die(bitnet_last_error());
+    decode_prompt(ctx, prompt.data(), np, a.n_batch);
     const double t1 = now_s();
 
+    // n_gen counts the generated tokens, as the server's completion_tokens does: each one sampled
+    // and kept, whether or not it shows as text; an end-of-generation token that stops the run is
+    // not one of them. Their time runs from the end of the prompt to the last of them (sampling
+    // included; the last token needs no forward pass).
     const int32_t n_vocab = bitnet_model_n_vocab(model);
     int n_gen = 0;
-    double t_gen = 0.0;
     const int limit = a.n_predict < 0 ? n_ctx - np : std::min(a.n_predict, n_ctx - np);
     while (n_gen < limit) {
         const float* logits = bitnet_get_logits(ctx, -1);
         bitnet_token t = bitnet_sampler_sample(sampler, logits, n_vocab);
         bitnet_sampler_accept(sampler, t);
-        ++n_gen;
         if (!a.ignore_eos && bitnet_token_is_eog(model, t)) break;
-        const std::string s = piece(model, t);
+        ++n_gen;
+        const std::string s = shown_piece(model, t, a);
         std::fwrite(s.data(), 1, s.size(), stdout);
         std::fflush(stdout);
-        if (n_gen == limit) break;  // the last token needs no forward pass
-        const double ts = now_s();
+        if (n_gen == limit) break;
         if (bitnet_decode(ctx, &t, 1, 0) != 0) die(bitnet_last_error());
-        t_gen += now_s() - ts;
     }
+    const double t_gen = now_s() - t1;
     std::fputc('\n', stdout);
     std::fflush(stdout);
 
     const double tp = t1 - t0;
-    const int n_decoded = n_gen > 0 ? n_gen - 1 : 0;  // forward passes during generation
     std::fprintf(stderr, "prompt eval: %d tokens in %.3f s (%.2f tokens/s)\n", np, tp,
                  tp > 0 ? np / tp : 0.0);
-    std::fprintf(stderr, "generation:  %d tokens in %.3f s (%.2f tokens/s)\n", n_decoded, t_gen,
-                 t_gen > 0 ? n_decoded / t_gen : 0.0);
+    std::fprintf(stderr, "generation:  %d token%s in %.3f s (%.2f tokens/s)\n", n_gen, n_gen == 1 ? "" : "s",
+                 t_gen, t_gen > 0 ? n_gen / t_gen : 0.0);
 }
 
 // ---- chat ------------------------------------------------------------------------------------
@@ -288,8 +320,8 @@ public:
     void report() const {
         std::fprintf(stderr, "prompt eval: %lld tokens in %.3f s (%.2f tokens/s)\n", n_fed_, t_fed_,
                      t_fed_ > 0 ? n_fed_ / t_fed_ : 0.0);
-        std::fprintf(stderr, "generation:  %lld tokens in %.3f s (%.2f tokens/s)\n", n_gen_, t_gen_,
-                     t_gen_ > 0 ? n_gen_ / t_gen_ : 0.0);
+        std::fprintf(stderr, "generation:  %lld token%s in %.3f s (%.2f tokens/s)\n", n_gen_,
+                     n_gen_ == 1 ? "" : "s", t_gen_, t_gen_ > 0 ? n_gen_ / t_gen_ : 0.0);
     }
 
 private:
@@ -357,8 +389,7 @@ private:
         bitnet_context_truncate(ctx_, (int32_t)keep);
         cached_.resize(keep);
         const double t0 = now_s();
-        if (bitnet_decode(ctx_, toks.data() + keep, (int32_t)(toks.size() - keep), 0) != 0)
-            die(bitnet_last_error());
+        decode_prompt(ctx_, toks.data() + keep, (int32_t)(toks.size() - keep), a_.n_batch);
         t_fed_ += now_s() - t0;
         n_fed_ += (long long)(toks.size() - keep);
         for (size_t i = keep; i < toks.size(); ++i) {
@@ -368,30 +399,30 @@ private:
     }
 
     // Streams the answer to stdout until the end-of-turn token, -n tokens, a full context or
-    // Ctrl-C; returns its text.
+    // Ctrl-C; returns its text. Tokens and time are counted as in run_completion.
     std::string answer() {
         const int32_t n_vocab = bitnet_model_n_vocab(model_);
+        const double t0 = now_s();
         std::string text;
         for (int n = 0; a_.n_predict < 0 || n < a_.n_predict; ++n) {
             if (g_interrupted) break;
             const bitnet_token t = bitnet_sampler_sample(sampler_, bitnet_get_logits(ctx_, -1), n_vocab);
             bitnet_sampler_accept(sampler_, t);
             if (!a_.ignore_eos && bitnet_token_is_eog(model_, t)) break;
-            const std::string s = piece(model_, t);
+            const std::string s = shown_piece(model_, t, a_);
             std::fwrite(s.data(), 1, s.size(), stdout);
             std::fflush(stdout);
-            text += s;
+            text += piece(model_, t);
             ++n_gen_;
             if (a_.n_predict >= 0 && n + 1 == a_.n_predict) break;  // the last token needs no pass
             if ((int32_t)cached_.size() >= n_ctx_) {
                 std::fprintf(stderr, "\n[context full: answer cut; the oldest turns will be dropped]");
                 break;
             }
-            const double t0 = now_s();
             if (bitnet_decode(ctx_, &t, 1, 0) != 0) die(bitnet_last_error());
-            t_gen_ += now_s() - t0;
             cached_.push_back(t);
         }
+        t_gen_ += now_s() - t0;
         g_interrupted = 0;  // an interrupted answer ends here; the chat goes on
         std::fputc('\n', stdout);
         std::fflush(stdout);
@@ -415,7 +446,7 @@ void run_chat(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler,
               uint64_t seed) {
     ChatSession chat(model, ctx, sampler, a);
     catch_sigint();
-    print_banner(model, ctx, seed);
+    print_banner(model, ctx, a, seed);
     std::fprintf(stderr,
                  "chat (template %s): type a message and press Enter; /exit, Ctrl-D or Ctrl-C at "
                  "the prompt quits, Ctrl-C during an answer stops it\n",
