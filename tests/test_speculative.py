@@ -1,0 +1,123 @@
+"""Speculative decoding: greedy output with speculation is token for token the output without it
+(bitnet-cli, both drafters, i2_s and tl2 files, one and two threads, prompts that copy from
+themselves and prompts that do not), the acceptance rule keeps the sampled distribution (the C++
+chi-square test), and the flags fail cleanly on bad input.
+
+The draft models: the target itself (which must keep every guess) and another checkpoint with the
+same tokenizer (which keeps some and loses some, so rejection and the KV cache truncation that
+follows are exercised).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from conftest import convert_to
+
+PROMPTS = [
+    'def add(a, b):\n    """Return the sum of a and b."""\n    return a + b\n\ndef add(a, b):',
+    "The quick brown fox jumps over the lazy dog. The quick brown fox",
+    "Once upon a time",
+    "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,",
+]
+
+
+def cli(engine_bin, model, prompt, *extra, n=48):
+    r = subprocess.run([engine_bin / "bitnet-cli", "-m", model, "-p", prompt, "-n", str(n), "--temp", "0",
+                        "--ignore-eos", "--no-display-prompt", *map(str, extra)],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    return r.stdout, r.stderr.decode(errors="replace")
+
+
+def spec_stats(err: str) -> tuple[int, int, int]:
+    m = re.search(r"speculation: (\d+) drafted, (\d+) accepted .*?, (\d+) forward passes", err)
+    assert m, err
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+@pytest.fixture(scope="module")
+def targets(shipped_gguf, tiny_packed):
+    return {"shipped-i2_s": shipped_gguf, "tiny-i2_s": convert_to(tiny_packed, "i2_s"),
+            "tiny-tl2": convert_to(tiny_packed, "tl2")}
+
+
+@pytest.fixture(scope="module")
+def other_draft(tiny_bf16):
+    """Another tiny checkpoint (other seed and weights, same tokenizer) as a draft for tiny files."""
+    return convert_to(tiny_bf16, "i2_s")
+
+
+def test_acceptance_rule_chi_square(engine_bin):
+    r = subprocess.run([engine_bin / "test_spec"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all passed" in r.stdout
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("target", ["shipped-i2_s", "tiny-i2_s", "tiny-tl2"])
+def test_greedy_identical_with_speculation(engine_bin, targets, other_draft, target, threads):
+    model = targets[target]
+    drafters = {"ngram": ["--spec", "ngram"], "self": ["-md", model, "--draft-p-min", "0"],
+                "ngram-1": ["--spec", "ngram", "--spec-ngram-min", "1", "--draft-max", "5"]}
+    if target.startswith("tiny"):
+        drafters["other"] = ["-md", other_draft, "--draft-p-min", "0", "--draft-max", "4"]
+    totals = {}
+    for prompt in PROMPTS:
+        want, _ = cli(engine_bin, model, prompt, "-t", threads)
+        for name, flags in drafters.items():
+            got, err = cli(engine_bin, model, prompt, "-t", threads, *flags)
+            assert got == want, f"{name} on {prompt!r}:\n{got!r}\n!=\n{want!r}"
+            d, a, steps = spec_stats(err)
+            t = totals.setdefault(name, [0, 0, 0])
+            t[0] += d; t[1] += a; t[2] += steps
+    # The target as its own draft keeps every guess; n-gram lookup finds something to guess on
+    # prompts that repeat themselves; another model is right sometimes and wrong sometimes.
+    assert totals["self"][0] > 0 and totals["self"][1] == totals["self"][0], totals
+    assert totals["ngram"][0] > 0, totals
+    if "other" in totals:
+        assert 0 < totals["other"][1] < totals["other"][0], totals
+
+
+def test_speculation_respects_n_predict_and_context(engine_bin, targets):
+    model = targets["shipped-i2_s"]
+    for n in (1, 2, 7):
+        want, _ = cli(engine_bin, model, PROMPTS[1], "-t", 1, n=n)
+        got, _ = cli(engine_bin, model, PROMPTS[1], "-t", 1, "-md", model, "--draft-p-min", "0", n=n)
+        assert got == want
+    # A context a few tokens longer than the prompt: the draft must shrink to what fits.
+    want, _ = cli(engine_bin, model, PROMPTS[1], "-t", 1, "-c", 36, n=-1)
+    got, _ = cli(engine_bin, model, PROMPTS[1], "-t", 1, "-c", 36, "-md", model, "--draft-p-min", "0", n=-1)
+    assert got == want
+
+
+def test_speculation_with_sampling_runs(engine_bin, targets):
+    model = targets["shipped-i2_s"]
+    for flags in (["--spec", "ngram"], ["-md", model, "--draft-p-min", "0"]):
+        r = subprocess.run([engine_bin / "bitnet-cli", "-m", model, "-p", PROMPTS[0], "-n", "40", "--temp", "0.7",
+                            "-s", "5", "--ignore-eos", *map(str, flags)], capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert spec_stats(r.stderr.decode())[0] > 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--spec", "fast"], "--spec must be off, ngram or draft"),
+    (["--spec", "draft"], "needs a draft model"),
+    (["--spec", "ngram", "--spec-ngram-min", "3", "--spec-ngram-max", "2"], "n-gram sizes"),
+    (["--spec", "ngram", "--draft-min", "5", "--draft-max", "2"], "--draft-min <= --draft-max"),
+])
+def test_bad_speculation_flags(engine_bin, targets, flags, message):
+    r = subprocess.run([engine_bin / "bitnet-cli", "-m", targets["tiny-i2_s"], "-p", "x", *flags],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_draft_model_with_another_vocabulary_is_refused(engine_bin, targets):
+    r = subprocess.run([engine_bin / "bitnet-cli", "-m", targets["shipped-i2_s"], "-p", "x",
+                        "-md", targets["tiny-i2_s"]], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "same tokenizer" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
