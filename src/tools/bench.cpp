@@ -40,6 +40,7 @@
 #include "bitnet.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
+#include "tools/bench_spec.h"
 #include "tools/tool_common.h"
 #include "util/common.h"
 #include "util/profile.h"
@@ -104,6 +105,11 @@ void usage(FILE* out) {
         "  -o, --output md|json|csv  table format (default md)\n"
         "      --profile             per-operation time of the forward pass, per test\n"
         "      --membw               also measure plain-loop read bandwidth per thread count\n"
+        "      --spec-curve          speculative decoding: time of one forward over k = 1..16 tokens\n"
+        "                            after a -p token prompt, relative to k = 1 (own table)\n"
+        "      --spec-replay E[,E]   speculative decoding: tg of -n tokens plain and with a drafter\n"
+        "                            replaying the greedy output with a fraction E of wrong tokens\n"
+        "                            (own table; with -m, -t, -r, -p, -n, --draft-max)\n"
         "  -h, --help                this help\n"
         "The table goes to stdout, progress to stderr.\n");
 }
@@ -451,6 +457,7 @@ void print_csv(const std::vector<Result>& results, const std::vector<std::pair<i
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (spec_bench::wanted(argc, argv)) return spec_bench::main(argc, argv);
     const Args args = parse_args(argc, argv);
     const std::vector<Test> tests = tests_of(args);
     if (tests.empty() && !args.membw) die("no test selected: -p and -n are all 0 and no -pg given");
