@@ -121,3 +121,55 @@ def test_draft_model_with_another_vocabulary_is_refused(engine_bin, targets):
                         "-md", targets["tiny-i2_s"]], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "same tokenizer" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_run_inference_passes_speculation_flags(engine_bin, targets):
+    import os
+    import sys
+
+    from conftest import ROOT
+
+    model = targets["shipped-i2_s"]
+    env = {**os.environ, "BITNET_BUILD_DIR": str(engine_bin.parent)}
+    base = ["-m", str(model), "-p", PROMPTS[0], "-n", "32", "-t", "1", "-temp", "0"]
+    plain = subprocess.run([sys.executable, ROOT / "run_inference.py", *base], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    for flags in (["--spec", "ngram", "--spec-ngram-min", "1", "--spec-ngram-max", "3", "--draft-max", "6"],
+                  ["-md", str(model), "--draft-p-min", "0", "--draft-min", "1"]):
+        res = subprocess.run([sys.executable, ROOT / "run_inference.py", *base, *flags], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == plain.stdout
+        assert spec_stats(res.stderr)[0] > 0
+    res = subprocess.run([sys.executable, ROOT / "run_inference.py", *base, "-cnv", "--spec", "ngram"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "not yet to -cnv" in res.stderr
+
+
+def test_bindings_speculator(engine_lib, targets, other_draft):
+    from bitnet import bindings
+    from bitnet.errors import BitnetError
+
+    with bindings.Model(targets["tiny-i2_s"]) as model, bindings.Model(other_draft) as draft:
+        prompt = model.tokenize(PROMPTS[1], add_bos=True)
+        with bindings.Context(model, n_ctx=256, n_threads=1) as ctx:
+            want = ctx.generate_greedy(prompt, 40)
+        for kwargs in ({"mode": "ngram"}, {"mode": "draft", "draft_model": draft, "draft_p_min": 0.0},
+                       {"mode": "replay", "replay": prompt + want, "replay_error": 0.0}):
+            with bindings.Context(model, n_ctx=256, n_threads=1) as ctx, bindings.Sampler(temperature=0) as smp:
+                spec = bindings.Speculator(model, ctx, smp, draft_max=6, **kwargs)
+                logits = ctx.decode(prompt)
+                hist = prompt + [smp.sample(logits[-1])]
+                while len(hist) - len(prompt) < 40:
+                    hist += spec.step(ctx, smp, hist, n_max=40 - (len(hist) - len(prompt)))
+                assert hist[len(prompt):] == want, kwargs
+                st = spec.stats
+                assert st["generated"] == 39 and st["accepted"] <= st["drafted"]
+                if kwargs["mode"] == "replay":
+                    assert st["accepted"] == st["drafted"] > 0
+                spec.close()
+    with bindings.Model(targets["shipped-i2_s"]) as big, bindings.Model(targets["tiny-i2_s"]) as small, \
+            bindings.Context(big, n_ctx=64, n_threads=1) as ctx, bindings.Sampler() as smp:
+        with pytest.raises(BitnetError, match="same tokenizer"):
+            bindings.Speculator(big, ctx, smp, mode="draft", draft_model=small)
