@@ -499,6 +499,7 @@ class Speculator(_Handle):
         p.draft_model = draft_model._p if draft_model else None
         self._replay = (ctypes.c_int32 * len(replay))(*replay)
         p.replay_tokens, p.n_replay, p.replay_error = self._replay, len(replay), replay_error
+        self._n_draft = 0
         self._p = self._lib.bitnet_spec_new(model._p, ctx._p, ctypes.byref(p), sampler._p)
         if not self._p:
             raise _error()
@@ -511,6 +512,27 @@ class Speculator(_Handle):
         hist = (ctypes.c_int32 * len(history))(*history)
         out = (ctypes.c_int32 * max(n_max, 1))()
         n = self._lib.bitnet_spec_step(self._p, ctx._p, seq, sampler._p, hist, len(history), out, n_max)
+        if n < 0:
+            raise _error()
+        return list(out[:n])
+
+    def draft(self, history: Sequence[int], n_max: int) -> list[int]:
+        """The first half of a step for callers that verify several sequences in one batch: up
+        to n_max guesses to follow history (whose last token is the pending one)."""
+        hist = (ctypes.c_int32 * len(history))(*history)
+        out = (ctypes.c_int32 * max(n_max, 1))()
+        n = self._lib.bitnet_spec_draft(self._p, hist, len(history), out, max(n_max, 0))
+        if n < 0:
+            raise _error()
+        self._n_draft = n
+        return list(out[:n])
+
+    def verify(self, ctx: Context, first: int, sampler: Sampler) -> list[int]:
+        """The second half: the pending token and the last draft were tokens first .. first+k of
+        ctx's last decode_batch (with logits); returns the kept guesses plus one token (each
+        recorded in sampler). The caller truncates the sequence to drop the rest."""
+        out = (ctypes.c_int32 * (self._n_draft + 1))()
+        n = self._lib.bitnet_spec_verify(self._p, ctx._p, first, sampler._p, out)
         if n < 0:
             raise _error()
         return list(out[:n])

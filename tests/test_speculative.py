@@ -173,3 +173,22 @@ def test_bindings_speculator(engine_lib, targets, other_draft):
             bindings.Context(big, n_ctx=64, n_threads=1) as ctx, bindings.Sampler() as smp:
         with pytest.raises(BitnetError, match="same tokenizer"):
             bindings.Speculator(big, ctx, smp, mode="draft", draft_model=small)
+
+
+def test_package_and_scheduler_speculation(engine_lib, shipped_gguf):
+    """BitNetModel(speculative="ngram"): greedy texts equal those without speculation, one at a
+    time and as concurrent streams of continuous batching (the slots' drafts verified in one step),
+    with max_new_tokens and a short context honoured; the scheduler counts drafted and kept tokens."""
+    from bitnet import BitNetModel
+
+    prompts = [*PROMPTS, "Return the value of the", "Close the file. Close the"]
+    with BitNetModel(shipped_gguf, n_threads=1, context_length=96) as plain:
+        want = [plain.generate(p, max_new_tokens=40) for p in prompts]
+        want_long = [plain.generate(p, max_new_tokens=None) for p in prompts[:2]]
+    with BitNetModel(shipped_gguf, n_threads=1, context_length=96, n_parallel=3, speculative="ngram",
+                     speculative_options={"draft_max": 6}) as spec:
+        assert [spec.generate(p, max_new_tokens=40) for p in prompts] == want
+        assert spec.batch_generate(prompts, max_new_tokens=40, batch_size=3) == want
+        assert [spec.generate(p, max_new_tokens=None) for p in prompts[:2]] == want_long
+        s = spec._scheduler.stats()
+        assert 0 < s.spec_accepted_total <= s.spec_drafted_total, s

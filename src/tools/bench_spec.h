@@ -148,7 +148,10 @@ inline void run_replay(bitnet_model* model, bitnet_context* ctx, const std::vect
     std::vector<std::vector<double>> t(n_cfg);
     std::vector<bitnet_spec_stats> st(n_cfg);
     for (int rep = 0; rep < a.reps; ++rep)
-        for (size_t c = 0; c < n_cfg; ++c) {
+        for (size_t j = 0; j < n_cfg; ++j) {
+            // The order rotates from one repetition to the next, so that a slow spell of a shared
+            // machine does not always fall on the same configuration.
+            const size_t c = (j + (size_t)rep) % n_cfg;
             bitnet_spec* spec = nullptr;
             if (c > 0) {
                 bitnet_spec_params pp = bitnet_spec_default_params();
