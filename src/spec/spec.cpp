@@ -143,8 +143,8 @@ void DraftLength::record(int32_t drafted, int32_t accepted) {
     else limit_ = std::max({accepted + 1, limit_ / 2, floor});
     limit_ = std::min(limit_, p_.draft_max);
     misses_ = accepted == 0 ? misses_ + 1 : 0;
-    if (misses_ >= 2) {
-        skip_ = 1 << std::min(misses_ - 2, 6);
+    if (misses_ > 0) {
+        skip_ = 1 << std::min(misses_, 6);
         limit_ = floor;  // the probe after the pause
     }
 }

@@ -102,13 +102,15 @@ struct Params {
     int32_t draft_min = 0;
 };
 
-// Draft length from recent acceptance: doubles after a fully accepted draft, halves (never below
-// what was accepted plus one) after a rejection. After two drafts in a row with nothing
-// accepted it stops drafting for 1, 2, 4, ... 64 steps and then probes with one token, so a
-// stream the drafter cannot guess costs one extra verified token every few dozen steps.
+// Draft length from recent acceptance. It starts at one token and doubles after each fully
+// accepted draft (up to draft_max), so a stream the drafter cannot guess never pays for a long
+// draft, while a stream it guesses reaches draft_max within a few steps; after a rejection it
+// halves (never below what was accepted plus one). A draft with nothing accepted pauses drafting
+// for 2, 4, ... 64 steps (doubling while probes keep failing), so such a stream costs one extra
+// verified token every few dozen steps.
 class DraftLength {
 public:
-    explicit DraftLength(const Params& p) : p_(p), limit_(std::max(p.draft_max, 0)) {}
+    explicit DraftLength(const Params& p) : p_(p), limit_(std::min(std::max(p.draft_min, 1), p.draft_max)) {}
     int32_t next();                                  // how many tokens to draft now
     void record(int32_t drafted, int32_t accepted);  // the outcome of a draft of that length
 
