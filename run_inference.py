@@ -29,7 +29,7 @@ def _check_model(model: Path) -> None:
 
 
 def chat(model: Path, system_prompt: str, n_predict: int, threads: int, ctx_size: int, temperature: float,
-         seed: int | None, chat_template: str | None, cache: dict[str, str]) -> int:
+         seed: int | None, chat_template: str | None, cache: dict[str, str], use_mmap: bool = True) -> int:
     """The -cnv chat on this terminal (or piped input), with bitnet-cli's sampling defaults."""
     from bitnet.errors import InvalidArgumentError
     from bitnet.model import BitNetModel, GenerationConfig
@@ -45,7 +45,7 @@ def chat(model: Path, system_prompt: str, n_predict: int, threads: int, ctx_size
             warnings.simplefilter("always")
             loaded = BitNetModel(model, n_threads=threads, context_length=ctx_size, chat_template=chat_template,
                                  type_k=cache.get("-ctk", "f32"), type_v=cache.get("-ctv", "f32"),
-                                 flash_attn=cache.get("-fa", "on") == "on")
+                                 flash_attn=cache.get("-fa", "on") == "on", use_mmap=use_mmap)
         for w in caught:
             click.echo(f"warning: {w.message}", err=True)
     except InvalidArgumentError as e:
@@ -60,10 +60,11 @@ def chat(model: Path, system_prompt: str, n_predict: int, threads: int, ctx_size
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
                 temperature: float, seed: int | None, conversation: bool = False,
                 chat_template: str | None = None, cache: dict[str, str] | None = None,
-                spec: dict[str, str] | None = None) -> list[str]:
+                use_mmap: bool = True, spec: dict[str, str] | None = None) -> list[str]:
     """The bitnet-cli command line for these settings (``conversation``: chat mode, ``prompt`` being
-    the system prompt; ``cache``: bitnet-cli's -ctk/-ctv/-fa values by flag, those given). Raise ``BitnetError`` when the engine is not built or the model file does
-    not exist."""
+    the system prompt; ``cache``: bitnet-cli's -ctk/-ctv/-fa values by flag, those given;
+    ``use_mmap`` False: --no-mmap). Raise ``BitnetError`` when the engine is not built or the model
+    file does not exist."""
     cli = engine_tool("bitnet-cli")
     _check_model(model)
     cmd = [str(cli), "-m", str(model), "-p", prompt, "-n", str(n_predict), "-t", str(threads),
@@ -76,6 +77,8 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
         cmd += ["--chat-template", chat_template]
     for flag, value in (cache or {}).items():
         cmd += [flag, value]
+    if not use_mmap:
+        cmd.append("--no-mmap")
     for flag, value in (spec or {}).items():  # speculative decoding: bitnet-cli's flags, those given
         cmd += [flag, value]
     return cmd
@@ -113,6 +116,9 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
 @click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]),
               help="on: tiled attention; off: the exact attention (torch's order, needs f32 K and V)  "
                    "[default: on]")
+@click.option("--mmap/--no-mmap", "use_mmap", default=True, show_default=True,
+              help="Map the model file (a fast start; the file must not change while it runs) or read it "
+                   "into memory.")
 @click.option("--spec", type=click.Choice(["off", "ngram", "draft"]),
               help="Speculative decoding (same output, fewer forward passes): ngram guesses from the prompt "
                    "and the text so far, draft from a draft model (-md)  [default: off]")
@@ -126,9 +132,9 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
 @click.option("--spec-ngram-max", type=click.IntRange(min=1), help="Longest n-gram looked up  [default: 4]")
 def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size: int, temperature: float,
          seed: int | None, conversation: bool, chat_template: str | None, cache_type_k: str | None,
-         cache_type_v: str | None, flash_attn: str | None, spec: str | None, model_draft: Path | None,
-         draft_max: int | None, draft_min: int | None, draft_p_min: float | None, spec_ngram_min: int | None,
-         spec_ngram_max: int | None) -> int:
+         cache_type_v: str | None, flash_attn: str | None, use_mmap: bool, spec: str | None,
+         model_draft: Path | None, draft_max: int | None, draft_min: int | None, draft_p_min: float | None,
+         spec_ngram_min: int | None, spec_ngram_max: int | None) -> int:
     """Generate text from a prompt, or chat (-cnv), with a converted BitNet model."""
     if chat_template is not None and not conversation:
         raise click.UsageError("--chat-template only applies to chat mode: add -cnv")
@@ -142,9 +148,9 @@ def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size
     if conversation and speculation:
         raise click.UsageError("speculative decoding (--spec, -md, --draft-*) applies to completion, not yet to -cnv")
     if conversation:
-        return chat(model, prompt, n_predict, threads, ctx_size, temperature, seed, chat_template, cache)
+        return chat(model, prompt, n_predict, threads, ctx_size, temperature, seed, chat_template, cache, use_mmap)
     cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed, conversation,
-                      chat_template, cache, speculation)
+                      chat_template, cache, use_mmap, speculation)
     return run_tool(cmd, "bitnet-cli")
 
 

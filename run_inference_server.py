@@ -10,8 +10,9 @@ events), GET /health, GET /metrics (Prometheus). The flags -m -p -n -t -c --temp
 the running batch between engine steps (bitnet/server/); up to --parallel at once, up to
 --queue-size more wait, the rest get 503. Bodies, request heads and open connections are bounded in
 size and time (--max-body-size, --body-timeout, --max-header-size, --header-timeout,
---max-connections). The engine library comes from build/ (BITNET_BUILD_DIR
-overrides it).
+--max-connections). The model is read into memory at start (--mmap maps it instead), so the file
+may be replaced while the server runs; a change is logged. The engine library comes from build/
+(BITNET_BUILD_DIR overrides it).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from bitnet.common import DEFAULT_MODEL, default_threads, run_cli, threads_optio
               help="Default max_tokens of a request (-1: until end of text or full context).")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=default_threads, callback=threads_option,
               show_default="the CPUs this process may use", help="Number of CPU threads.")
-@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=2048, show_default=True,
-              help="Context of each slot in tokens, prompt and answer together (0: the model's).")
+@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Context of each slot in tokens, prompt and answer together (0: the model's training "
+                   "context, at most 4096; a larger one is warned about).")
 @click.option("--temperature", "-temp", type=click.FloatRange(min=0, max=2), default=0.8, show_default=True,
               help="Default sampling temperature of a request (0: greedy).")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -61,10 +63,23 @@ from bitnet.common import DEFAULT_MODEL, default_threads, run_cli, threads_optio
                    "answer on a kept-alive connection); then 408.")
 @click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most open connections; more are answered 503 and closed.")
+@click.option("--mmap/--no-mmap", "use_mmap", default=False, show_default=True,
+              help="Map the model file instead of reading it into memory at start. Starts faster, but then "
+                   "the file must not be rewritten or truncated in place while the server runs (that changes "
+                   "its answers, or kills it with SIGBUS); --no-mmap keeps serving the weights it read. A "
+                   "change of the file is logged as a warning either way.")
+@click.option("-ctk", "--cache-type-k", type=click.Choice(["f32", "f16", "q8_0"]), default="f32", show_default=True,
+              help="KV cache type of the keys (f16 and q8_0 take 1/2 and about 1/4 of the memory).")
+@click.option("-ctv", "--cache-type-v", type=click.Choice(["f32", "f16", "q8_0"]), default="f32", show_default=True,
+              help="KV cache type of the values.")
+@click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="on: tiled attention; off: the exact attention in torch's summation order (needs -ctk f32 "
+                   "-ctv f32).")
 def main(model: Path, system_prompt: str | None, n_predict: int, threads: int, ctx_size: int,
          temperature: float, host: str, port: int, parallel: int, queue_size: int, batch_size: int,
          api_key: str | None, max_body_size: int, body_timeout: float, max_header_size: int,
-         header_timeout: float, max_connections: int) -> None:
+         header_timeout: float, max_connections: int, use_mmap: bool, cache_type_k: str, cache_type_v: str,
+         flash_attn: str) -> None:
     """Serve a converted BitNet model over an OpenAI-compatible HTTP API."""
     from bitnet.server.http import ConnectionLimits
     from bitnet.server.serve import serve
@@ -75,7 +90,8 @@ def main(model: Path, system_prompt: str | None, n_predict: int, threads: int, c
           queue_size=queue_size, batch_size=batch_size, n_predict=n_predict, temperature=temperature,
           system_prompt=system_prompt, api_key=api_key, max_body_size=max_body_size, body_timeout=body_timeout,
           limits=ConnectionLimits(max_connections=max_connections, header_timeout=header_timeout,
-                                  max_header_size=max_header_size))
+                                  max_header_size=max_header_size),
+          use_mmap=use_mmap, type_k=cache_type_k, type_v=cache_type_v, flash_attn=flash_attn == "on")
 
 
 if __name__ == "__main__":

@@ -22,11 +22,16 @@ from bitnet.errors import BitnetError
 class _ContextParams(ctypes.Structure):
     _fields_ = [("n_ctx", ctypes.c_int32), ("n_threads", ctypes.c_int32), ("n_batch", ctypes.c_int32),
                 ("n_seq_max", ctypes.c_int32), ("type_k", ctypes.c_int32), ("type_v", ctypes.c_int32),
-                ("flash_attn", ctypes.c_int32)]
+                ("flash_attn", ctypes.c_int32), ("exact_output", ctypes.c_int32),
+                ("certified_top_k", ctypes.c_int32)]
 
 
 # KV cache types by their names in -ctk/-ctv (ggml type ids, as include/bitnet.h numbers them).
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
+
+
+class _ModelParams(ctypes.Structure):
+    _fields_ = [("use_mmap", ctypes.c_int32)]
 
 
 class _ChatMessage(ctypes.Structure):
@@ -95,7 +100,8 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
     sigs = {
         "bitnet_last_error": (c.c_char_p, []),
         "bitnet_isa": (c.c_char_p, []),
-        "bitnet_model_load": (P, [c.c_char_p]),
+        "bitnet_model_default_params": (_ModelParams, []),
+        "bitnet_model_load_with_params": (P, [c.c_char_p, _ModelParams]),
         "bitnet_model_free": (None, [P]),
         "bitnet_model_n_vocab": (c.c_int32, [P]),
         "bitnet_model_n_ctx_train": (c.c_int32, [P]),
@@ -122,6 +128,8 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         "bitnet_default_n_threads": (c.c_int32, []),
         "bitnet_max_n_threads": (c.c_int32, []),
         "bitnet_context_truncate": (None, [P, c.c_int32]),
+        "bitnet_model_output_compact": (c.c_char_p, [P]),
+        "bitnet_context_output_stats": (None, [P, c.POINTER(c.c_int64), c.POINTER(c.c_int64)]),
         "bitnet_decode": (c.c_int, [P, c.POINTER(c.c_int32), c.c_int32, c.c_int]),
         "bitnet_get_logits": (c.POINTER(c.c_float), [P, c.c_int32]),
         "bitnet_decode_batch": (c.c_int32, [P, c.POINTER(c.c_int32), c.POINTER(c.c_int32), c.POINTER(c.c_int32),
@@ -210,12 +218,17 @@ class _Handle:
 
 
 class Model(_Handle):
-    """A loaded GGUF model (memory-mapped). Use as a context manager or call close()."""
+    """A loaded GGUF model. Use as a context manager or call close()."""
     _free = "bitnet_model_free"
 
-    def __init__(self, path: str | os.PathLike, library: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike, library: str | os.PathLike | None = None, use_mmap: bool = True):
+        """use_mmap: map the file (a fast start, but the file must not change while the model is
+        loaded: truncating it kills the process with SIGBUS, rewriting it changes the weights), or
+        read it into memory (a slower start; the file may then change). Raises BitnetError."""
         self._lib = load_library(library)
-        self._p = self._lib.bitnet_model_load(os.fsencode(path))
+        params = self._lib.bitnet_model_default_params()
+        params.use_mmap = 1 if use_mmap else 0
+        self._p = self._lib.bitnet_model_load_with_params(os.fsencode(path), params)
         if not self._p:
             raise _error()
 
@@ -231,6 +244,12 @@ class Model(_Handle):
     @property
     def desc(self) -> str:
         return self._lib.bitnet_model_desc(self._p).decode()
+
+    @property
+    def output_compact(self) -> str | None:
+        """The type of the compact output copy certified output scores through ("Q6_K", ...), or None."""
+        t = self._lib.bitnet_model_output_compact(self._p)
+        return t.decode() if t else None
 
     @property
     def bos(self) -> int:
@@ -333,19 +352,21 @@ class Context(_Handle):
     _free = "bitnet_context_free"
 
     def __init__(self, model: Model, n_ctx: int = 0, n_threads: int = 0, n_batch: int = 512,
-                 n_seq_max: int = 1, type_k: str = "f32", type_v: str = "f32", flash_attn: bool = True):
+                 n_seq_max: int = 1, type_k: str = "f32", type_v: str = "f32", flash_attn: bool = True,
+                 exact_output: bool = False, certified_top_k: int = 1):
         """n_ctx: positions per sequence (0: the model's training context); n_threads: 0 for
         default_n_threads(), the usable CPUs; n_batch: most tokens per forward pass (longer calls are split); n_seq_max: sequence
         slots (the KV cache takes n_seq_max times the memory); type_k/type_v: KV cache types
         ("f32", "f16", "q8_0"); flash_attn False: the exact attention in torch's summation order
-        (needs f32 K and V). Raises BitnetError."""
+        (needs f32 K and V); exact_output: every logit from the exact output matrix, not only the
+        certified top certified_top_k (see include/bitnet.h: certified output). Raises BitnetError."""
         self.model = model
         self._lib = model._lib
         for name, t in (("type_k", type_k), ("type_v", type_v)):
             if t not in KV_TYPES:
                 raise BitnetError(f"{name} {t!r} is not a KV cache type: use one of {', '.join(KV_TYPES)}")
         params = _ContextParams(n_ctx, n_threads, n_batch, n_seq_max, KV_TYPES[type_k], KV_TYPES[type_v],
-                                1 if flash_attn else 0)
+                                1 if flash_attn else 0, 1 if exact_output else 0, certified_top_k)
         self._p = self._lib.bitnet_context_new(model._p, params)
         if not self._p:
             raise _error()
@@ -367,6 +388,12 @@ class Context(_Handle):
     def n_seq_max(self) -> int:
         """Sequence slots."""
         return self._lib.bitnet_context_n_seq_max(self._p)
+
+    def output_stats(self) -> tuple[int, int]:
+        """(tokens scored through the model's compact output copy, rows rescored exactly for them)."""
+        tokens, rescored = ctypes.c_int64(0), ctypes.c_int64(0)
+        self._lib.bitnet_context_output_stats(self._p, ctypes.byref(tokens), ctypes.byref(rescored))
+        return tokens.value, rescored.value
 
     def truncate(self, n_keep: int) -> None:
         """Keeps the first n_keep tokens of sequence 0."""

@@ -103,17 +103,19 @@ class BitNetModel:
     def __init__(self, path: str | os.PathLike, *, n_threads: int = 0, context_length: int = 0,
                  n_parallel: int = 1, n_batch: int = 512, chat_template: str | None = None,
                  generation_config: GenerationConfig | None = None, type_k: str = "f32", type_v: str = "f32",
-                 flash_attn: bool = True, speculative: str | None = None, speculative_options: dict | None = None):
+                 flash_attn: bool = True, use_mmap: bool = True, speculative: str | None = None,
+                 speculative_options: dict | None = None):
         """Loads the GGUF file at path. n_threads: 0 for the CPUs this process may use;
         context_length: tokens per sequence, prompt and answer together (0: the model's training
         context, at most 4096); n_parallel: requests generated at the same time; n_batch: most
         prompt tokens per forward pass; chat_template: a built-in template name instead of the
         model's; type_k, type_v, flash_attn: the KV cache types ("f32", "f16", "q8_0") and the
-        attention (False: the exact one, f32 only), as run_inference.py's -ctk/-ctv/-fa; speculative:
-        "ngram" for speculative decoding by lookup in the prompt and text so far (the same tokens
-        when greedy, the same distribution when sampling; fewer forward passes when the text
-        repeats), None: off; speculative_options: further bindings.Speculator options
-        (draft_max, ngram_min, ...). Raises ModelLoadError (missing or invalid file), InvalidArgumentError, BitnetError."""
+        attention (False: the exact one, f32 only), as run_inference.py's -ctk/-ctv/-fa; use_mmap:
+        map the file, or read it into memory (see bindings.Model); speculative: "ngram" for
+        speculative decoding by lookup in the prompt and text so far (the same tokens when greedy,
+        the same distribution when sampling; fewer forward passes when the text repeats), None:
+        off; speculative_options: further bindings.Speculator options (draft_max, ngram_min, ...).
+        Raises ModelLoadError (missing or invalid file), InvalidArgumentError, BitnetError."""
         self.path = Path(path)
         for name, value, least in (("n_threads", n_threads, 0), ("context_length", context_length, 0),
                                    ("n_parallel", n_parallel, 1), ("n_batch", n_batch, 1)):
@@ -126,7 +128,7 @@ class BitNetModel:
                                  "directory or a Hugging Face id (ORG/NAME)")
         self._closed = True  # until everything below exists
         try:
-            self._model = bindings.Model(self.path)
+            self._model = bindings.Model(self.path, use_mmap=use_mmap)
         except BitnetError as e:
             raise ModelLoadError(str(e)) from None
         if chat_template is not None and chat_template not in bindings.chat_template_names():

@@ -36,7 +36,18 @@ BITNET_API const char* bitnet_isa(void);
 
 /* ---- model ---------------------------------------------------------------------------- */
 
-/* Loads a GGUF file (memory-mapped). NULL on error. */
+typedef struct bitnet_model_params {
+    int32_t use_mmap; /* 1 (default): map the file. A fast start (pages are read as they are first
+                       * used, and shared with the page cache), but the file must not change while
+                       * the model is loaded: truncating it kills the process with SIGBUS, and
+                       * bytes rewritten in place change the weights. 0: read the file into private
+                       * memory at load (a slower start); the file may then change or go away. */
+} bitnet_model_params;
+
+BITNET_API bitnet_model_params bitnet_model_default_params(void);
+/* Loads a GGUF file. NULL on error. */
+BITNET_API bitnet_model* bitnet_model_load_with_params(const char* path, bitnet_model_params params);
+/* bitnet_model_load_with_params with the default params (memory-mapped). */
 BITNET_API bitnet_model* bitnet_model_load(const char* path);
 BITNET_API void bitnet_model_free(bitnet_model* model);
 
@@ -95,6 +106,12 @@ typedef struct bitnet_context_params {
     int32_t flash_attn; /* 1 (default): tiled attention (online softmax, any cache type); 0: the exact
                          * attention, torch's summation order (bit-exact with transformers' float32
                          * eager attention), which needs f32 keys and values */
+    int32_t exact_output; /* 0 (default): certified output where the model has a compact copy of
+                           * its output matrix (bitnet_model_output_compact), see below;
+                           * 1: every logit from the exact output matrix */
+    int32_t certified_top_k; /* certified output: how many of the top rows are guaranteed exact;
+                              * 0 = 1 (greedy). Set it to the sampler's top_k for exact top-k
+                              * sampling */
 } bitnet_context_params;
 
 /* The largest context n_ctx = 0 gives. */
@@ -114,6 +131,22 @@ BITNET_API int32_t bitnet_default_n_threads(void);
 /* The most threads a context accepts: 4 x bitnet_default_n_threads(), at most 1024. */
 BITNET_API int32_t bitnet_max_n_threads(void);
 BITNET_API int32_t bitnet_context_n_seq_max(const bitnet_context* ctx);
+/* Certified output. A model whose output matrix is F16/F32 gets, at load time, a compact copy
+ * (Q6_K, or Q4_0 when rows are not a multiple of 256; BITNET_OUTPUT_COMPACT = auto | off | q6_k
+ * | q4_0 | q8_0 chooses) and each row's error norm. A context then scores every token through the
+ * compact copy and rescores exactly (the exact matrix, the exact path's kernel: the same bits)
+ * every row that can be among the exact top certified_top_k; no other row can be. So a logits row
+ * from bitnet_get_logits holds, in that case: the exact logits, bit for bit, of every row that can
+ * be in the exact top certified_top_k (always including the exact top certified_top_k itself), and
+ * the compact copy's approximation, provably below those, for every other row. Its argmax, and
+ * its top k for k <= certified_top_k, are those of the exact logits. Set exact_output for exact
+ * logits everywhere (perplexity, log-probabilities of arbitrary tokens). */
+/* The compact type of the model's output matrix ("Q6_K", "Q4_0", "Q8_0"), NULL when it has none. */
+BITNET_API const char* bitnet_model_output_compact(const bitnet_model* model);
+/* Tokens this context scored through the compact copy, and rows it rescored exactly for them. */
+BITNET_API void bitnet_context_output_stats(const bitnet_context* ctx, int64_t* n_tokens,
+                                            int64_t* n_rescored);
+
 /* Tokens currently in the KV cache of sequence 0. */
 BITNET_API int32_t bitnet_context_n_past(const bitnet_context* ctx);
 /* Drops sequence 0's cached tokens from position n_keep on (0 clears it), and the logits of the

@@ -82,11 +82,13 @@ class Built:
 
 
 def build(kvs: list[bytes], tensors: list[Tensor], *, version: int = 3, alignment: int = 32,
-          magic: bytes = b"GGUF", n_kv: int | None = None, n_tensors: int | None = None) -> Built:
+          magic: bytes = b"GGUF", n_kv: int | None = None, n_tensors: int | None = None,
+          header_only: bool = False) -> Built:
     """Assembles a GGUF file from encoded metadata entries (see `kv`) and tensors.
 
     `alignment` is what the data is laid out with; write a general.alignment entry yourself when
-    it is not the default 32. The counts can be overridden to lie about them.
+    it is not the default 32. The counts can be overridden to lie about them. `header_only`: stop
+    at the start of the data section (the caller writes the rest, or leaves a hole).
     """
     out = bytearray(magic + struct.pack("<I", version))
     out += struct.pack("<QQ", len(tensors) if n_tensors is None else n_tensors,
@@ -108,7 +110,7 @@ def build(kvs: list[bytes], tensors: list[Tensor], *, version: int = 3, alignmen
         out += struct.pack("<IQ", t.ggml_type, off if t.lie_offset is None else t.lie_offset)
     res.data_start = -(-len(out) // alignment) * alignment
     out += bytes(res.data_start - len(out))
-    for t, off in zip(tensors, offsets):
+    for t, off in zip(tensors, [] if header_only else offsets):
         start = res.data_start + off
         if start > len(out):
             out += bytes(start - len(out))
@@ -352,3 +354,33 @@ def minimal_model_unaligned() -> Built:
         if b.data_start % 4 == 1:
             return b
     raise AssertionError("no padding puts the data at an odd offset")
+
+
+def wide_kv_model(n_layer: int, head_dim: int) -> tuple[Built, int]:
+    """A llama model of `n_layer` blocks whose one KV head is `head_dim` wide, with n_embd = n_ff
+    = 1 and F16 weights, and its tensor data declared but not written: (the file up to the data
+    section, the size the whole file must have). Truncated to that size the rest is a hole, so a
+    model of gigabytes takes no disk space; the loader reads only its norm vectors (zeros)."""
+    p = "llama."
+    kvs = [kv("general.architecture", STR, "llama"), kv(p + "context_length", U32, 256),
+           kv(p + "embedding_length", U32, 1), kv(p + "block_count", U32, n_layer),
+           kv(p + "feed_forward_length", U32, 1), kv(p + "rope.dimension_count", U32, head_dim),
+           kv(p + "attention.key_length", U32, head_dim), kv(p + "attention.value_length", U32, head_dim),
+           kv(p + "attention.head_count", U32, 1), kv(p + "attention.head_count_kv", U32, 1)]
+    shapes = [("token_embd.weight", (1, N_VOCAB), GGML_F16), ("output_norm.weight", (1,), GGML_F32)]
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        shapes += [(b + "attn_norm.weight", (1,), GGML_F32), (b + "attn_q.weight", (1, head_dim), GGML_F16),
+                   (b + "attn_k.weight", (1, head_dim), GGML_F16), (b + "attn_v.weight", (1, head_dim), GGML_F16),
+                   (b + "attn_output.weight", (head_dim, 1), GGML_F16), (b + "ffn_norm.weight", (1,), GGML_F32),
+                   (b + "ffn_gate.weight", (1, 1), GGML_F16), (b + "ffn_up.weight", (1, 1), GGML_F16),
+                   (b + "ffn_down.weight", (1, 1), GGML_F16)]
+    # The small tensors' data first: faulting in the norms then reads ahead over their few
+    # megabytes only, not over the whole hole (seconds per gigabyte).
+    offsets, rel = {}, 0
+    for name, shape, ty in sorted(shapes, key=lambda x: tensor_nbytes(x[2], x[1])):
+        offsets[name] = rel
+        rel += -(-tensor_nbytes(ty, shape) // 32) * 32
+    tensors = [Tensor(name, shape, ty, b"", offset=offsets[name]) for name, shape, ty in shapes]
+    built = build(kvs + tokenizer_kvs(), tensors, header_only=True)
+    return built, built.data_start + rel

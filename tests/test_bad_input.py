@@ -172,3 +172,27 @@ def test_alignment_1_runs_like_aligned(cli, tmp_path, isa):
         assert r.returncode == 0, r.stderr
         outs.append(r.stdout)
     assert outs[0] == outs[1]
+
+
+def test_kv_cache_size_overflow_refused(engine_lib, tmp_path):
+    # 4096 layers x 4096 sequences x one KV head of 2^18 floats x 2^20 positions: the K cache is
+    # 2^64 bytes, which wrapped to 0 in size_t; the context was made and the first decode wrote
+    # through it (a segfault). Now the context is refused. The model file is 8 GB, nearly all hole.
+    import sys
+
+    built, size = gc.wide_kv_model(4096, 1 << 18)
+    path = tmp_path / "wide_kv.gguf"
+    with open(path, "wb") as f:
+        f.write(built.data)
+        f.truncate(size)
+    code = ("import sys\n"
+            "from bitnet.bindings import BitnetError, Context, Model\n"
+            "m = Model(sys.argv[1])\n"
+            "try:\n"
+            "    c = Context(m, n_ctx=1 << 20, n_seq_max=4096, n_threads=1)\n"
+            "except BitnetError as e:\n"
+            "    sys.exit(f'error: {e}')\n"
+            "c.decode([1])\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                       errors="replace", timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    gc.assert_one_line_error(r, "KV cache size overflows")

@@ -185,3 +185,22 @@ def test_script_end_to_end(engine_lib, tiny_gguf, text_file, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("error: model file") and "not found" in r.stderr
+
+
+def test_script_context_rule(engine_lib, shipped_gguf):
+    # The shipped model is trained on 256 tokens: the script's default -c 0 is that context, without
+    # a word (it used to be 512, warned about); -c 512 is scored and warned about once.
+    from bitnet.common import DEFAULT_MODEL_DIR
+
+    script = ROOT / "utils" / "perplexity.py"
+    text = DEFAULT_MODEL_DIR / "heldout.txt"
+    r = subprocess.run([sys.executable, script, "-m", shipped_gguf, "-f", text, "--chunks", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Final estimate" in r.stdout, r.stderr
+    assert "warning" not in r.stderr and "note: context" not in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, script, "-m", shipped_gguf, "-f", text, "--chunks", "1", "-c", "512",
+                        "--no-mmap"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Final estimate" in r.stdout, r.stderr
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning")]
+    assert warnings == ["warning: a context of 512 tokens is longer than the 256 the model was trained on; "
+                        "text past 256 tokens may lose coherence"], r.stderr

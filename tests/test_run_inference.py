@@ -142,3 +142,22 @@ def test_real_generation_matches_bitnet_cli(engine_bin, tiny_gguf):
     assert direct.returncode == 0, direct.stderr
     assert res.stdout == direct.stdout
     assert res.stdout.startswith("Once upon a time") and len(res.stdout) > len("Once upon a time\n")
+
+
+def test_no_mmap_reaches_bitnet_cli(fake_build, model_file):
+    res = run_inference("-m", str(model_file), "--no-mmap", build_dir=fake_build)
+    assert res.returncode == 0, res.stderr
+    assert recorded_args(fake_build)[-1] == "--no-mmap"
+    run_inference("-m", str(model_file), "--mmap", build_dir=fake_build)
+    assert "--no-mmap" not in recorded_args(fake_build)
+
+
+def test_context_rule(engine_bin, shipped_gguf):
+    # The shipped model is trained on 256 tokens: the default context is that, without a word;
+    # -c 512 works and says it is longer.
+    settings = ["-m", str(shipped_gguf), "-p", "Once upon a time", "-n", "4", "-t", "1", "-temp", "0"]
+    res = run_inference(*settings, build_dir=engine_bin.parent)
+    assert res.returncode == 0 and "warning:" not in res.stderr and "note: context" not in res.stderr, res.stderr
+    res = run_inference(*settings, "-c", "512", build_dir=engine_bin.parent)
+    assert res.returncode == 0, res.stderr
+    assert "warning: a context of 512 tokens is longer than the 256 the model was trained on" in res.stderr

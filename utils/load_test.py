@@ -55,6 +55,14 @@ def local_server(model: Path, args: Sequence[str] = (), log_path: Path | None = 
     until /health answers and yields its base URL ("http://127.0.0.1:PORT"); stops it on exit. Its
     output goes to log_path (default: discarded). Raises BitnetError, with the tail of the log,
     when it exits or does not answer within timeout seconds."""
+    with local_server_process(model, args, log_path, timeout) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def local_server_process(model: Path, args: Sequence[str] = (), log_path: Path | None = None,
+                         timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``local_server`` that also yields the server's process (utils/soak.py reads its memory)."""
     port = free_port()
     cmd = [sys.executable, str(REPO_ROOT / "run_inference_server.py"), "-m", str(model), "--port", str(port),
            *args]
@@ -71,7 +79,7 @@ def local_server(model: Path, args: Sequence[str] = (), log_path: Path | None = 
                         f"did not answer within {timeout:g} s"
                     raise BitnetError(f"the server ({' '.join(cmd)}) {why}\n{tail}")
                 time.sleep(0.1)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:

@@ -2,7 +2,7 @@
 """Perplexity of a converted BitNet model on a text file, with the engine's bitnet-perplexity.
 
     python utils/perplexity.py                                    # shipped model on its held-out text
-    python utils/perplexity.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -f wiki.test.raw -c 512 -t 4
+    python utils/perplexity.py -m models/BitNet-b1.58-2B-4T/ggml-model-i2_s.gguf -f wiki.test.raw -t 4
 
 The protocol is llama-perplexity's (see src/tools/perplexity.cpp): chunks of -c tokens, each
 evaluated from an empty cache with BOS first, scoring the second half of each chunk. The tool's
@@ -34,12 +34,13 @@ DEFAULT_TEXT = DEFAULT_MODEL_DIR / "heldout.txt"
 _FINAL = re.compile(r"^Final estimate: PPL = (\S+) \+/- (\S+)$", re.MULTILINE)
 
 
-def perplexity_command(model: Path, text_file: Path, ctx_size: int = 512, threads: int = 2,
+def perplexity_command(model: Path, text_file: Path, ctx_size: int = 0, threads: int = 2,
                        batch_size: int = 512, chunks: int | None = None,
-                       cache_flags: Sequence[str] = ()) -> list[str]:
-    """The bitnet-perplexity command line for these settings (``chunks`` None: all;
-    ``cache_flags``: its -ctk/-ctv/-fa flags and values, as given). Raise
-    ``BitnetError`` when the engine is not built or an input file does not exist."""
+                       cache_flags: Sequence[str] = (), use_mmap: bool = True) -> list[str]:
+    """The bitnet-perplexity command line for these settings (``ctx_size`` 0: the model's training
+    context, at most 4096; ``chunks`` None: all; ``cache_flags``: its -ctk/-ctv/-fa flags and
+    values, as given; ``use_mmap`` False: --no-mmap). Raise ``BitnetError`` when the engine is not
+    built or an input file does not exist."""
     tool = engine_tool("bitnet-perplexity")
     if not Path(model).is_file():
         raise BitnetError(f"model file {display_path(model)} not found: run python setup_env.py "
@@ -50,6 +51,8 @@ def perplexity_command(model: Path, text_file: Path, ctx_size: int = 512, thread
            "-b", str(batch_size)]
     if chunks is not None:
         cmd += ["--chunks", str(chunks)]
+    if not use_mmap:
+        cmd.append("--no-mmap")
     return cmd + list(cache_flags)
 
 
@@ -62,7 +65,7 @@ def parse_final(output: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
-def perplexity(model: Path, text_file: Path, ctx_size: int = 512, threads: int = 2,
+def perplexity(model: Path, text_file: Path, ctx_size: int = 0, threads: int = 2,
                batch_size: int = 512, chunks: int | None = None,
                cache_flags: Sequence[str] = ()) -> tuple[float, float]:
     """Run bitnet-perplexity quietly and return (PPL, +/-). A failure of the tool (bad file, text
@@ -81,8 +84,9 @@ def perplexity(model: Path, text_file: Path, ctx_size: int = 512, threads: int =
               show_default="the shipped model's ggml-model-i2_s.gguf", help="GGUF model file.")
 @click.option("-f", "--file", "text_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Text file to score  [default: the shipped model's heldout.txt]")
-@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=512, show_default=True,
-              help="Tokens per chunk (0: the model's training context).")
+@click.option("-c", "--ctx-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Tokens per chunk (0: the model's training context, at most 4096; a larger one is warned "
+                   "about). llama-perplexity's usual 512 suits models trained on 512 tokens or more.")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Tokens per forward pass.")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=2, show_default=True,
@@ -95,8 +99,11 @@ def perplexity(model: Path, text_file: Path, ctx_size: int = 512, threads: int =
               help="KV cache type of the values  [default: f32]")
 @click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]),
               help="on: tiled attention; off: the exact attention (needs f32 K and V)  [default: on]")
+@click.option("--mmap/--no-mmap", "use_mmap", default=True, show_default=True,
+              help="Map the model file (a fast start) or read it into memory.")
 def main(model: Path, text_file: Path | None, ctx_size: int, batch_size: int, threads: int,
-         chunks: int | None, cache_type_k: str | None, cache_type_v: str | None, flash_attn: str | None) -> int:
+         chunks: int | None, cache_type_k: str | None, cache_type_v: str | None, flash_attn: str | None,
+         use_mmap: bool) -> int:
     """Perplexity of a converted BitNet model on a text file (llama-perplexity's protocol)."""
     if text_file is None:
         if not DEFAULT_TEXT.is_file():
@@ -105,7 +112,7 @@ def main(model: Path, text_file: Path | None, ctx_size: int, batch_size: int, th
         text_file = DEFAULT_TEXT
     cache_flags = [x for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v
                    for x in (f, v)]
-    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks, cache_flags)
+    cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks, cache_flags, use_mmap)
     return run_tool(cmd, "bitnet-perplexity")
 
 

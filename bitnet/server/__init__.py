@@ -8,5 +8,6 @@
   template's own markers become special tokens);
 - ``app``: the FastAPI application (OpenAI endpoints, errors, Prometheus metrics, API key, body
   limits);
-- ``http``: uvicorn's h11 protocol with limits on request heads and open connections.
+- ``http``: uvicorn's h11 protocol with limits on request heads and open connections;
+- ``watch``: a warning when the model file changes on disk while it is served.
 """

@@ -53,6 +53,7 @@ from bitnet.server.shapes import model_id
 from bitnet.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
 from bitnet.server.scheduler import (Delta, Failed, Finished, QueueFull, Request, SamplingParams, Scheduler,
                                     Unavailable)
+from bitnet.server.watch import ModelFileWatch
 
 log = logging.getLogger("bitnet.server")
 
@@ -61,7 +62,8 @@ log = logging.getLogger("bitnet.server")
 class ServerConfig:
     """What the HTTP layer needs. default_max_tokens None: until end of text or a full context;
     system_prompt: a system message put first in chats that have none; api_key None: no auth;
-    max_body_size: most bytes of a request body; body_timeout: seconds a body may take to arrive."""
+    max_body_size: most bytes of a request body; body_timeout: seconds a body may take to arrive;
+    watch: checked at each request, to warn when the model file changes on disk (None: no check)."""
 
     model: Model
     model_path: Path
@@ -72,6 +74,7 @@ class ServerConfig:
     api_key: str | None = None
     max_body_size: int = 4 << 20
     body_timeout: float = 30.0
+    watch: ModelFileWatch | None = None
 
     @property
     def model_id(self) -> str:
@@ -352,6 +355,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     created = int(config.model_path.stat().st_mtime)
     http_counts: dict[tuple[str, int], int] = {}
 
+    def check_file() -> None:
+        if config.watch is not None:
+            config.watch.check()
+
     @app.exception_handler(APIError)
     async def _api_error(_, exc: APIError):
         return exc.response()
@@ -434,6 +441,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/health")
     async def health():
+        check_file()
         if sched.failure is not None:
             raise APIError(503, f"the scheduler stopped ({sched.failure}); restart the server", "server_error",
                            code="unavailable")
@@ -457,6 +465,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(http: HttpRequest):
+        check_file()
         body = await _parse(http, config, CompletionBody)
         check_model(body.model)
         if isinstance(body.prompt, str) or isinstance(body.prompt[0], str):
@@ -478,6 +487,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat_completions(http: HttpRequest):
+        check_file()
         body = await _parse(http, config, ChatBody)
         check_model(body.model)
         messages = [{"role": "system" if m.role == "developer" else m.role,

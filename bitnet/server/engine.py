@@ -79,11 +79,15 @@ class SlotEngine(BatchEngine):
 
     def __init__(self, model: Model, n_slots: int, n_ctx: int, n_threads: int, n_batch: int = 512,
                  **context_options):
-        """context_options: Context's type_k, type_v, flash_attn."""
+        """context_options: Context's type_k, type_v, flash_attn, exact_output."""
         if n_slots < 1:
             raise BitnetError(f"the number of slots must be at least 1, got {n_slots}")
         self.n_slots = n_slots
         self.n_vocab = model.n_vocab
+        # Requests sample from whole logits rows with their own top-k, top-p, min-p and penalties,
+        # which certified output (include/bitnet.h) makes exact only for the top rows: the slots
+        # ask for every logit exact unless told otherwise.
+        context_options.setdefault("exact_output", True)
         # n_batch bounds one step: a prompt chunk plus one token per generating slot.
         self._ctx = Context(model, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch + n_slots,
                             n_seq_max=n_slots, **context_options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import warnings
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ from bitnet.server.app import ServerConfig, create_app, model_id
 from bitnet.server.engine import SlotEngine
 from bitnet.server.http import ConnectionLimits, limited_protocol
 from bitnet.server.scheduler import Scheduler
+from bitnet.server.watch import ModelFileWatch
 
 
 class _Server(uvicorn.Server):
@@ -47,29 +49,47 @@ def uvicorn_config(app, host: str, port: int, limits: ConnectionLimits, log_leve
 def serve(model_path: Path, *, host: str, port: int, threads: int, ctx_size: int, parallel: int,
           queue_size: int, batch_size: int, n_predict: int, temperature: float, system_prompt: str | None,
           api_key: str | None, max_body_size: int = 4 << 20, body_timeout: float = 30.0,
-          limits: ConnectionLimits = ConnectionLimits(), log_level: str = "info") -> None:
+          limits: ConnectionLimits = ConnectionLimits(), log_level: str = "info", use_mmap: bool = False,
+          type_k: str = "f32", type_v: str = "f32", flash_attn: bool = True) -> None:
     """Serves model_path on host:port until interrupted. ctx_size: tokens per slot (0: the model's
-    training context); n_predict: default max_tokens (-1: none); batch_size: most prompt tokens per
-    engine step; max_body_size, body_timeout: a request body's bytes and seconds; limits: the
-    connections'. Raises BitnetError when the engine is not built or the model cannot be loaded."""
+    training context, at most 4096; a note when capped, a warning when ctx_size exceeds it);
+    n_predict: default max_tokens (-1: none); batch_size: most prompt tokens per engine step;
+    max_body_size, body_timeout: a request body's bytes and seconds; limits: the connections';
+    use_mmap: map the model file instead of reading it into memory (see watch.py for what a change
+    of the file then does); type_k, type_v, flash_attn: the KV cache and attention. Raises
+    BitnetError when the engine is not built or the model cannot be loaded."""
     lib = default_library_path()
     if not lib.is_file():
         raise BitnetError(f"the engine is not built ({display_path(lib)} is missing): run python setup_env.py")
     if not model_path.is_file():
         raise BitnetError(f"model file {display_path(model_path)} not found: run python setup_env.py "
                           "(or setup_env.py --model-dir DIR / --hf-repo REPO)")
+    watch = ModelFileWatch(model_path, use_mmap)  # before loading: a change during the load counts
     try:
-        model = Model(model_path, library=lib)
-        engine = SlotEngine(model, n_slots=parallel, n_ctx=ctx_size, n_threads=threads, n_batch=batch_size)
+        model = Model(model_path, library=lib, use_mmap=use_mmap)
+        # The bindings warn about a context past the training one: on the log, in the tools' words.
+        with warnings.catch_warnings(record=True) as context_warnings:
+            warnings.simplefilter("always")
+            engine = SlotEngine(model, n_slots=parallel, n_ctx=ctx_size, n_threads=threads, n_batch=batch_size,
+                                type_k=type_k, type_v=type_v, flash_attn=flash_attn)
     except EngineError as e:
         raise BitnetError(str(e)) from None
+    for w in context_warnings:
+        click.echo(f"warning: {w.message}", err=True)
+    if ctx_size == 0 and model.n_ctx_train > engine.n_ctx:
+        click.echo(f"note: context {engine.n_ctx} tokens, capped from the model's training context of "
+                   f"{model.n_ctx_train}; ask for more with -c", err=True)
     scheduler = Scheduler(engine, model, batch_size=batch_size, queue_size=queue_size)
     app = create_app(ServerConfig(model=model, model_path=model_path, scheduler=scheduler,
                                   default_max_tokens=None if n_predict < 0 else n_predict,
                                   default_temperature=temperature, system_prompt=system_prompt,
-                                  api_key=api_key, max_body_size=max_body_size, body_timeout=body_timeout))
+                                  api_key=api_key, max_body_size=max_body_size, body_timeout=body_timeout,
+                                  watch=watch))
     click.echo(f"serving {model.desc} as '{model_id(model_path)}' on http://{host}:{port}/v1: {parallel} slots "
                f"of {engine.n_ctx} tokens, {threads} threads, engine {display_path(build_dir())}", err=True)
+    if use_mmap:
+        click.echo("note: --mmap: the weights are read from the model file itself while serving; do not "
+                   "rewrite or truncate it in place (that changes the answers or kills the server)", err=True)
     server = _Server(uvicorn_config(app, host, port, limits, log_level), scheduler)
     scheduler.start()
     try:

@@ -54,12 +54,21 @@ const char* bitnet_isa(void) {
     return guarded<>((const char*)nullptr, [] { return bitnet::kernels().isa; });
 }
 
-bitnet_model* bitnet_model_load(const char* path) {
+bitnet_model_params bitnet_model_default_params(void) {
+    bitnet_model_params p;
+    p.use_mmap = 1;
+    return p;
+}
+
+bitnet_model* bitnet_model_load_with_params(const char* path, bitnet_model_params params) {
     return guarded<>((bitnet_model*)nullptr, [&] {
         if (!path) bitnet::fail("no model path given");
-        auto* m = new bitnet_model{bitnet::model_load(path)};
-        return m;
+        return new bitnet_model{bitnet::model_load(path, params.use_mmap != 0)};
     });
+}
+
+bitnet_model* bitnet_model_load(const char* path) {
+    return bitnet_model_load_with_params(path, bitnet_model_default_params());
 }
 
 void bitnet_model_free(bitnet_model* model) { delete model; }
@@ -137,6 +146,8 @@ bitnet_context_params bitnet_context_default_params(void) {
     p.type_k = BITNET_KV_F32;
     p.type_v = BITNET_KV_F32;
     p.flash_attn = 1;
+    p.exact_output = 0;
+    p.certified_top_k = 0;
     return p;
 }
 
@@ -147,11 +158,14 @@ bitnet_context* bitnet_context_new(bitnet_model* model, bitnet_context_params pa
             bitnet::fail("context parameters must not be negative");
         if (params.n_threads > kMaxThreads)
             bitnet::fail("n_threads = %d is too many (at most %d)", params.n_threads, kMaxThreads);
+        if (params.certified_top_k < 0) bitnet::fail("certified_top_k must not be negative");
         bitnet::kernels();  // surface a bad BITNET_ISA here, not in the middle of a decode
-        return new bitnet_context{bitnet::context_new(model->m.get(), params.n_ctx,
-                                                      params.n_threads, params.n_batch,
-                                                      params.n_seq_max, (uint32_t)params.type_k,
-                                                      (uint32_t)params.type_v, params.flash_attn == 0)};
+        auto c = bitnet::context_new(model->m.get(), params.n_ctx, params.n_threads,
+                                     params.n_batch, params.n_seq_max, (uint32_t)params.type_k,
+                                     (uint32_t)params.type_v, params.flash_attn == 0);
+        c->exact_output = params.exact_output != 0;
+        c->cert_k = params.certified_top_k > 0 ? params.certified_top_k : 1;
+        return new bitnet_context{std::move(c)};
     });
 }
 
@@ -161,6 +175,17 @@ int32_t bitnet_context_n_threads(const bitnet_context* ctx) { return ctx->c->poo
 int32_t bitnet_default_n_threads(void) { return bitnet::usable_cpus(); }
 int32_t bitnet_max_n_threads(void) { return bitnet::max_pool_threads(); }
 int32_t bitnet_context_n_seq_max(const bitnet_context* ctx) { return ctx->c->n_seq; }
+
+const char* bitnet_model_output_compact(const bitnet_model* model) {
+    const bitnet::Linear& c = model->m->cert.compact;
+    if (c.data == nullptr) return nullptr;
+    return c.type == bitnet::TYPE_Q6_K ? "Q6_K" : c.type == bitnet::TYPE_Q4_0 ? "Q4_0" : "Q8_0";
+}
+
+void bitnet_context_output_stats(const bitnet_context* ctx, int64_t* n_tokens, int64_t* n_rescored) {
+    if (n_tokens) *n_tokens = ctx->c->cert_tokens;
+    if (n_rescored) *n_rescored = ctx->c->cert_rescored;
+}
 int32_t bitnet_context_n_past(const bitnet_context* ctx) { return ctx->c->seq_len[0]; }
 
 void bitnet_context_truncate(bitnet_context* ctx, int32_t n_keep) {
@@ -288,6 +313,10 @@ bitnet_sampler* bitnet_sampler_new(const bitnet_sampler_params* params) {
         p.repeat_last_n = params->repeat_last_n;
         p.seed = params->seed;
         if (!(p.repeat_penalty > 0.0f)) bitnet::fail("repeat penalty must be positive");
+        // Infinite values turn a zero logit into 0 * inf = NaN (the penalty) or every weight into
+        // e^0 (the temperature): refused rather than given a meaning.
+        if (std::isinf(p.temperature) || std::isinf(p.repeat_penalty))
+            bitnet::fail("sampler temperature and repeat penalty must be finite");
         return new bitnet_sampler{bitnet::Sampler(p)};
     });
 }

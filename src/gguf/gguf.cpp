@@ -1,5 +1,5 @@
-// GGUF v2/v3 reader: maps the file read-only, parses and validates the header, the metadata and
-// the tensor table, and leaves tensor data in the map.
+// GGUF v2/v3 reader: maps the file read-only (or reads it into memory), parses and validates the
+// header, the metadata and the tensor table, and leaves tensor data where the bytes are.
 //
 // File layout (little-endian): "GGUF", u32 version, u64 n_tensors, u64 n_kv; n_kv entries of
 // (string key, u32 value type, value); n_tensors infos of (string name, u32 n_dims, u64 ne[n_dims],
@@ -207,7 +207,7 @@ void read_value(Cursor& c, GGUFValueType type, GGUFValue& v, const std::string& 
 
 }  // namespace
 
-std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
+std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path, bool use_mmap) {
     std::unique_ptr<GGUFFile> f(new GGUFFile());
     f->path_ = path;
     f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -221,13 +221,47 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
     if (!S_ISREG(st.st_mode)) fail("'%s' is not a regular file, so not a GGUF file", path.c_str());
     if (st.st_size == 0) fail("%s: the file is empty (0 bytes), not a GGUF file", path.c_str());
     f->size_ = (size_t)st.st_size;
-    void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
-    if (p == MAP_FAILED)
-        fail("cannot map model file '%s' (%zu bytes) into memory: %s", path.c_str(), f->size_,
-             std::strerror(errno));
-    f->base_ = (const uint8_t*)p;
+    if (use_mmap) {
+        void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
+        if (p == MAP_FAILED)
+            fail("cannot map model file '%s' (%zu bytes) into memory: %s", path.c_str(), f->size_,
+                 std::strerror(errno));
+        f->base_ = (const uint8_t*)p;
+    } else {
+        f->read_all();
+    }
     f->parse();
     return f;
+}
+
+// Anonymous memory rather than malloc: it starts on a page boundary like the map (every tensor
+// then has the alignment it would have there), and goes back to the system whole at close. Read
+// in chunks because one read(2) moves at most about 2 GiB on Linux; the pages are made read-only
+// afterwards, so a stray write faults as it would in the map.
+void GGUFFile::read_all() {
+    constexpr size_t kChunk = size_t(64) << 20;
+    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        fail("cannot allocate %zu bytes to read model file '%s' into: %s (--mmap maps the file "
+             "instead)",
+             size_, path_.c_str(), std::strerror(errno));
+    base_ = (const uint8_t*)p;  // the destructor unmaps it if a read fails
+    for (size_t done = 0; done < size_;) {
+        const ssize_t r = pread(fd_, (uint8_t*)p + done, std::min(kChunk, size_ - done), (off_t)done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0)
+            fail("cannot read model file '%s' at byte %zu: %s", path_.c_str(), done,
+                 std::strerror(errno));
+        if (r == 0)
+            fail("%s: the file shrank from %zu to %zu bytes while it was being read: it is being "
+                 "written; load it again once it is complete",
+                 path_.c_str(), size_, done);
+        done += (size_t)r;
+    }
+    mprotect(p, size_, PROT_READ);
+    // The copy needs the file no more: closed, a file deleted or replaced on disk frees its space.
+    ::close(fd_);
+    fd_ = -1;
 }
 
 GGUFFile::~GGUFFile() {

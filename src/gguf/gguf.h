@@ -1,8 +1,10 @@
-// GGUF v2/v3 reader over a read-only memory map.
+// GGUF v2/v3 reader over the file's bytes: a read-only memory map of the file, or a private copy
+// read into memory at open.
 //
 // Every count, length, offset and size read from the file is checked against the bytes that are
 // actually there before it is used or allocated, so a truncated or corrupt file is a bitnet::Error
-// naming the problem, never a crash. Tensor data stays in the map: GGUFTensor::data points into it.
+// naming the problem, never a crash. Tensor data stays where the bytes are: GGUFTensor::data points
+// into the map or the copy.
 #pragma once
 
 #include <cstddef>
@@ -56,7 +58,13 @@ public:
     // missing file, wrong magic, unsupported version, truncation, a string or array longer than
     // the file, an unknown tensor type, tensor data past the end of the file, a key or tensor
     // name that appears twice, two tensors whose data ranges overlap.
-    static std::unique_ptr<GGUFFile> open(const std::string& path);
+    // use_mmap: map the file (a fast start; pages are read when first touched and shared with the
+    // page cache, but the file must not change while it is open: a truncated file kills the
+    // process with SIGBUS at the next touch of a page past its new end, rewritten bytes show
+    // through). Otherwise the whole file is read into private page-aligned memory at open, so
+    // tensors have the same alignment as in the map, and the file may then change or go away. A
+    // file that shrinks while it is read is an error.
+    static std::unique_ptr<GGUFFile> open(const std::string& path, bool use_mmap = true);
     ~GGUFFile();
     GGUFFile(const GGUFFile&) = delete;
     GGUFFile& operator=(const GGUFFile&) = delete;
@@ -93,6 +101,7 @@ private:
     void parse();
     void check_no_overlap() const;
     void realign();
+    void read_all();
 
     std::string path_;
     int fd_ = -1;

@@ -168,6 +168,11 @@ int32_t* quant_scratch_i32(size_t n);
 // The float-weight gemm of `type` (Q8_0, Q4_0, Q6_K) in set ks, nullptr for other types.
 qgemm_fn quant_gemm_for(const QuantKernelSet& ks, uint32_t type);
 
+// Quantizes one row x[0..k) of a float matrix into `type` (Q8_0, Q4_0, Q6_K; k a multiple of its
+// block size), quant_row_bytes(type, k) bytes at out: round to nearest per block (quants_pack.cpp).
+// Throws bitnet::Error for another type.
+void quantize_weight_row(uint32_t type, const float* x, int64_t k, uint8_t* out);
+
 // Row bytes of a TQ1_0/TQ2_0/Q* matrix row of k values (k a multiple of the block size).
 size_t quant_row_bytes(uint32_t type, int64_t k);
 

@@ -8,7 +8,8 @@
 //               h = h + Wo·[attn_sub_norm](a)
 //               n = ffn_norm(h)
 //               h = h + Wdown·[ffn_sub_norm](act(Wgate·n) * (Wup·n))  act = relu² | SiLU
-//   logits = output · output_norm(h)      (output = token embedding when tied)
+//   logits = output · output_norm(h)      (output = token embedding when tied; through its
+//                                          compact copy when certified, output_cert.h)
 //
 // Every W· is a BitLinear: activations quantized per token to int8 (absmax), ternary weights,
 // integer dot products, one float rescale (linear.cpp), then llama.cpp's optional per-tensor
@@ -226,7 +227,10 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
     ctx.logits.resize(first + (size_t)rows * hp.n_vocab);
     {
         BITNET_PROFILE_SCOPE("output");
-        float_matmul(ctx, m.output, xn, rows, ctx.logits.data() + first);
+        if (output_cert_active(ctx))
+            output_certified(ctx, xn, rows, ctx.logits.data() + first);
+        else
+            float_matmul(ctx, m.output, xn, rows, ctx.logits.data() + first);
     }
     for (int r = 0; r < rows; ++r) ctx.logits_tok.push_back(first_index + src[r]);
     ctx.n_logits += rows;

@@ -153,9 +153,9 @@ std::string human_count(uint64_t n) {
 
 }  // namespace
 
-std::unique_ptr<Model> model_load(const std::string& path) {
+std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap) {
     auto m = std::make_unique<Model>();
-    m->file = GGUFFile::open(path);
+    m->file = GGUFFile::open(path, use_mmap);
     const GGUFFile& f = *m->file;
     HParams& hp = m->hp;
 
@@ -218,6 +218,8 @@ std::unique_ptr<Model> model_load(const std::string& path) {
                     ? load_linear(f, "output.weight", hp.n_embd, hp.n_vocab, false)
                     : m->tok_embd;
     m->output_norm = load_vector(f, "output_norm.weight", hp.n_embd);
+    if (m->output.type == TYPE_F16 || m->output.type == TYPE_F32)
+        output_cert_build(*m, output_compact_type(hp.n_embd, m->output.t->nbytes), usable_cpus());
 
     const int64_t d = hp.n_embd, dq = (int64_t)hp.n_head * hp.head_dim,
                   dkv = (int64_t)hp.n_head_kv * hp.head_dim, ff = hp.n_ff;

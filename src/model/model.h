@@ -10,6 +10,7 @@
 #include "gguf/gguf.h"
 #include "model/attention.h"
 #include "model/linear.h"
+#include "model/output_cert.h"
 #include "tokenizer/tokenizer.h"
 #include "util/threadpool.h"
 
@@ -59,6 +60,7 @@ struct Model {
     Linear tok_embd;  // (n_vocab, n_embd), rows read one at a time
     Linear output;    // (n_vocab, n_embd): token_embd itself when tied
     std::vector<float> output_norm;  // (n_embd)
+    OutputCert cert;  // compact copy of an exact output matrix, empty when not made (output_cert.h)
     std::vector<Layer> layers;
     std::unique_ptr<Tokenizer> tokenizer;
     std::string desc;
@@ -66,9 +68,10 @@ struct Model {
     uint64_t n_bytes = 0;
 };
 
-// Loads and validates a model. Throws bitnet::Error naming the file and the problem (unknown
-// architecture, missing tensor, wrong shape, unsupported tensor type).
-std::unique_ptr<Model> model_load(const std::string& path);
+// Loads and validates a model. use_mmap: map the file, or read it into memory (see
+// GGUFFile::open). Throws bitnet::Error naming the file and the problem (unknown architecture,
+// missing tensor, wrong shape, unsupported tensor type).
+std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap = true);
 
 // An inference context: n_seq independent sequences ("slots"), each with its own KV cache region
 // of n_ctx positions and its own length, and the scratch of one forward pass over a batch of up
@@ -112,6 +115,15 @@ struct Context {
     std::vector<int32_t> logits_tok;      // (n_logits)
     int n_logits = 0;
     int n_decoded = 0;                    // tokens in the last decode call
+
+    // Certified output (output_cert.h): off with exact_output; cert_k rows of the top are exact.
+    bool exact_output = false;
+    int cert_k = 1;
+    int64_t cert_tokens = 0, cert_rescored = 0;  // tokens scored through the compact copy, rows rescored
+    std::vector<float> cert_lower;        // (n_vocab) lower bounds, for the k-th largest
+    std::vector<float> cert_exact;        // (n_vocab) BITNET_CERT_CHECK's full exact logits
+    std::vector<int32_t> cert_cand;       // candidates of one token, increasing
+    ActBlocks cert_act;                   // one token's activations as the compact kernel quantizes them
 };
 
 // n_ctx 0: the model's training context, at most kDefaultCtxMax (a KV cache of 128k positions

@@ -83,6 +83,7 @@ struct Args {
     std::string output = "md";
     bool profile = false;
     bool membw = false;
+    bool use_mmap = true;
 };
 
 void usage(FILE* out) {
@@ -105,6 +106,8 @@ void usage(FILE* out) {
         "  -o, --output md|json|csv  table format (default md)\n"
         "      --profile             per-operation time of the forward pass, per test\n"
         "      --membw               also measure plain-loop read bandwidth per thread count\n"
+        "      --mmap, --no-mmap     map the model files (default) or read them into memory;\n"
+        "                            -mmp 1|0 (llama-bench's spelling) is the same\n"
         "      --spec-curve          speculative decoding: time of one forward over k = 1..16 tokens\n"
         "                            after a -p token prompt, relative to k = 1 (own table)\n"
         "      --spec-replay E[,E]   speculative decoding: tg of -n tokens plain and with a drafter\n"
@@ -191,6 +194,11 @@ Args parse_args(int argc, char** argv) {
             a.profile = true;
         } else if (f == "--membw") {
             a.membw = true;
+        } else if (tool::parse_mmap_flag(f, a.use_mmap)) {
+        } else if (f == "-mmp") {
+            const std::string v = value();
+            if (v != "0" && v != "1") die("invalid value '" + v + "' for " + f + ": expected 0 or 1");
+            a.use_mmap = v == "1";
         } else {
             die("unknown argument '" + f + "' (see --help)");
         }
@@ -478,8 +486,7 @@ int main(int argc, char** argv) {
     for (size_t mi = 0; mi < args.models.size() && !tests.empty(); ++mi) {
         const std::string& path = args.models[mi];
         progress(bitnet::strfmt("bench: loading %s (%zu/%zu)", path.c_str(), mi + 1, args.models.size()));
-        bitnet_model* model = bitnet_model_load(path.c_str());
-        if (!model) die(bitnet_last_error());
+        bitnet_model* model = tool::load_model(path, args.use_mmap);
         try {
             infos.push_back(std::make_unique<ModelInfo>(model_info(path, model)));
         } catch (const bitnet::Error& e) {
@@ -509,7 +516,11 @@ int main(int argc, char** argv) {
                 set_depth(ctx, n_vocab, t.depth, &cached_depth, rng);
                 progress(bitnet::strfmt("bench: %s, %d thread(s), %s: warm-up", infos.back()->name.c_str(), nt,
                                         t.name().c_str()));
-                run_once(ctx, n_vocab, t, std::min(t.n_gen, 1), rng);
+                // A short warm-up, as llama-bench's (pages mapped, threads started, caches
+                // sized): a full pp4096 warm-up would double the cost of a long test.
+                Test warm = t;
+                warm.n_prompt = std::min(t.n_prompt, 32);
+                run_once(ctx, n_vocab, warm, std::min(t.n_gen, 1), rng);
                 bitnet::profile_reset();
                 for (int rep = 0; rep < args.reps; ++rep) {
                     progress(bitnet::strfmt("bench: %s, %d thread(s), %s: run %d/%d", infos.back()->name.c_str(), nt,

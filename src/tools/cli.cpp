@@ -53,6 +53,7 @@ struct Args {
     bool conversation = false;
     std::string chat_template;  // empty: the model's own
     tool::CacheArgs cache;
+    bool use_mmap = true;
     // Speculative decoding (completion only).
     std::string spec = "off";  // off | ngram | draft
     std::string model_draft;
@@ -91,7 +92,7 @@ void usage(FILE* out) {
         "                          prompt is kept) and the rest is evaluated again\n"
         "      --chat-template NAME chat format: %s (default: recognized from the\n"
         "                          model's tokenizer.chat_template)\n"
-        "%s"
+        "%s%s"
         "speculative decoding (completion; the output is the same as without it):\n"
         "      --spec MODE         off (default), ngram (guesses from the prompt and the text so\n"
         "                          far) or draft (a draft model, -md)\n"
@@ -102,7 +103,7 @@ void usage(FILE* out) {
         "      --draft-p-min P     draft model: stop guessing below this probability (default 0.75)\n"
         "      --spec-ngram-min N  shortest n-gram looked up (default 2)\n"
         "      --spec-ngram-max N  longest n-gram looked up (default 4)\n",
-        bitnet_chat_template_names(), tool::kCacheUsage);
+        bitnet_chat_template_names(), tool::kCacheUsage, tool::kMmapUsage);
 }
 
 Args parse_args(int argc, char** argv) {
@@ -132,6 +133,7 @@ Args parse_args(int argc, char** argv) {
         else if (f == "-cnv" || f == "--conversation") a.conversation = true;
         else if (f == "--chat-template") a.chat_template = next();
         else if (tool::parse_cache_flag(f, next, a.cache)) {}
+        else if (tool::parse_mmap_flag(f, a.use_mmap)) {}
         else if (f == "--spec") a.spec = next();
         else if (f == "-md" || f == "--model-draft") a.model_draft = next();
         else if (f == "--draft-max" || f == "--draft") a.draft_max = (int)parse_int(f, next());
@@ -517,14 +519,19 @@ void run_chat(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler,
 int main(int argc, char** argv) {
     Args a = parse_args(argc, argv);
 
-    bitnet_model* model = bitnet_model_load(a.model.c_str());
-    if (!model) die(bitnet_last_error());
+    bitnet_model* model = tool::load_model(a.model, a.use_mmap);
 
     bitnet_context_params cp = bitnet_context_default_params();
     cp.n_ctx = a.n_ctx;
     cp.n_threads = a.n_threads;
     cp.n_batch = a.n_batch;
     a.cache.apply(cp);
+    // Certified output (bitnet.h) makes exact only the rows that can be among the top
+    // certified_top_k: greedy needs the top one, top-k sampling the top k. Without top-k, or with a
+    // repetition penalty (applied after certification, it lowers rows and can lift uncertified
+    // ones into the top k), every logit is made exact.
+    if (a.repeat_penalty != 1.0f || (a.temp > 0 && a.top_k <= 0)) cp.exact_output = 1;
+    else if (a.temp > 0) cp.certified_top_k = a.top_k;
     bitnet_context* ctx = bitnet_context_new(model, cp);
     if (!ctx) die(bitnet_last_error());
     tool::note_context(model, a.n_ctx, bitnet_context_n_ctx(ctx));
@@ -552,7 +559,9 @@ int main(int argc, char** argv) {
         pp.ngram_max = a.ngram_max;
         pp.seed = sp.seed;
         if (!a.model_draft.empty()) {
-            draft = bitnet_model_load(a.model_draft.c_str());
+            bitnet_model_params mp = bitnet_model_default_params();
+            mp.use_mmap = a.use_mmap ? 1 : 0;
+            draft = bitnet_model_load_with_params(a.model_draft.c_str(), mp);
             if (!draft) die("draft model: " + std::string(bitnet_last_error()));
             pp.draft_model = draft;
         }

@@ -40,6 +40,7 @@ struct Args {
     int n_threads = 0;
     int n_chunks = -1;  // -1: every full chunk of the file
     tool::CacheArgs cache;
+    bool use_mmap = true;
 };
 
 void usage(FILE* out) {
@@ -51,7 +52,7 @@ void usage(FILE* out) {
         "  -b, --batch-size N     tokens per forward pass (default 512)\n"
         "  -t, --threads N        threads (default: the usable CPUs)\n"
         "      --chunks N         score at most N chunks (default -1 = all)\n"
-        "%s", tool::kCacheUsage);
+        "%s%s", tool::kCacheUsage, tool::kMmapUsage);
 }
 
 Args parse_args(int argc, char** argv) {
@@ -70,6 +71,7 @@ Args parse_args(int argc, char** argv) {
         else if (f == "-t" || f == "--threads") a.n_threads = (int)parse_int(f, next());
         else if (f == "--chunks") a.n_chunks = (int)parse_int(f, next());
         else if (tool::parse_cache_flag(f, next, a.cache)) {}
+        else if (tool::parse_mmap_flag(f, a.use_mmap)) {}
         else die("unknown argument '" + f + "' (see bitnet-perplexity --help)");
     }
     if (a.model.empty()) die("no model given: use -m MODEL.gguf (see bitnet-perplexity --help)");
@@ -127,18 +129,13 @@ int main(int argc, char** argv) {
     const Args a = parse_args(argc, argv);
     const std::string text = read_file(a.file);
 
-    bitnet_model* model = bitnet_model_load(a.model.c_str());
-    if (!model) die(bitnet_last_error());
+    bitnet_model* model = tool::load_model(a.model, a.use_mmap);
     const int n_train = bitnet_model_n_ctx_train(model);
     const int n_ctx = a.n_ctx > 0 ? a.n_ctx : std::min(n_train > 0 ? n_train : BITNET_DEFAULT_CTX_MAX, BITNET_DEFAULT_CTX_MAX);
     tool::note_context(model, a.n_ctx, n_ctx);
     if (n_ctx < 6)  // fewer would score under 2 tokens a chunk: no spread to estimate
         die("-c " + std::to_string(n_ctx) + " is too small: each chunk scores the tokens after its "
             "first half, so use -c 6 or more (512 is usual)");
-
-    if (n_ctx > bitnet_model_n_ctx_train(model))
-        std::fprintf(stderr, "warning: -c %d exceeds the model's training context (%d): positions past "
-                     "it are untrained, so expect a worse perplexity\n", n_ctx, bitnet_model_n_ctx_train(model));
 
     // Does the vocabulary ask for BOS? Ask the tokenizer itself: the empty text yields just BOS then.
     const bool add_bos = tokenize(model, std::string(), true).size() == 1;
@@ -155,6 +152,7 @@ int main(int argc, char** argv) {
     const int n_scored = n_ctx - 1 - first;  // per chunk: positions first+1 .. n_ctx-1
 
     bitnet_context_params cp = bitnet_context_default_params();
+    cp.exact_output = 1;  // perplexity reads the logit of every target token, not only the top ones
     cp.n_ctx = n_ctx;
     cp.n_threads = a.n_threads;
     cp.n_batch = std::min(a.n_batch, n_ctx);

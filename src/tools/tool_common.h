@@ -74,6 +74,27 @@ constexpr const char* kCacheUsage =
     "  -fa, --flash-attn on|off  on (default): tiled attention; off: the exact attention in\n"
     "                          torch's summation order (needs -ctk f32 -ctv f32)\n";
 
+// llama.cpp's --mmap / --no-mmap, shared by every tool; true when f is one of them.
+inline bool parse_mmap_flag(const std::string& f, bool& use_mmap) {
+    if (f == "--mmap") use_mmap = true;
+    else if (f == "--no-mmap") use_mmap = false;
+    else return false;
+    return true;
+}
+
+constexpr const char* kMmapUsage =
+    "      --mmap, --no-mmap   map the model file (default: a fast start, but the file must not\n"
+    "                          change while in use) or read it into memory at load\n";
+
+// Loads a model (one line and exit 1 on failure).
+inline bitnet_model* load_model(const std::string& path, bool use_mmap) {
+    bitnet_model_params mp = bitnet_model_default_params();
+    mp.use_mmap = use_mmap ? 1 : 0;
+    bitnet_model* model = bitnet_model_load_with_params(path.c_str(), mp);
+    if (!model) die(bitnet_last_error());
+    return model;
+}
+
 // The context rule of every tool: -c 0 (the default) is the model's training context, capped at
 // BITNET_DEFAULT_CTX_MAX, and said so when capped; a context longer than the training context
 // works but the text past that point decays, so it is said too. One line each, on stderr.

@@ -105,6 +105,12 @@ void test_sampler() {
     p.temperature = NAN;
     CHECK_ERR(bitnet_sampler_new(&p) == nullptr, 1, "NaN");
     p = bitnet_sampler_default_params();
+    p.repeat_penalty = INFINITY;  // 0 * inf = NaN on every zero logit of a repeated token
+    CHECK_ERR(bitnet_sampler_new(&p) == nullptr, 1, "finite");
+    p = bitnet_sampler_default_params();
+    p.temperature = INFINITY;
+    CHECK_ERR(bitnet_sampler_new(&p) == nullptr, 1, "finite");
+    p = bitnet_sampler_default_params();
     p.temperature = 0.8f;
     bitnet_sampler* s = bitnet_sampler_new(&p);
     CHECK(s != nullptr);

@@ -135,8 +135,10 @@ void test_draft_length() {
     std::printf("draft length: %lld tokens drafted over 1000 steps with nothing accepted\n", drafted);
     check(drafted <= 1000 / 64 + 6, "draft length backs off when nothing is accepted");
     bitnet::spec::DraftLength full(p);
-    int32_t k = 0;
-    for (int step = 0; step < 6; ++step) full.record(k = full.next(), k);
+    for (int step = 0; step < 6; ++step) {
+        const int32_t k = full.next();
+        full.record(k, k);
+    }
     check(full.next() == 16, "draft length stays at --draft-max when everything is accepted");
 }
 

@@ -13,7 +13,8 @@ using bitnet::ThreadPool;
 
 namespace {
 
-int failures = 0;
+// Atomic, like the flags below: workers report too, and ThreadSanitizer runs this test.
+std::atomic<int> failures{0};
 
 void check(bool ok, const char* what, int threads, long long n) {
     if (ok) return;
@@ -26,7 +27,7 @@ void test_pool(int threads) {
     for (int64_t n : {1, 2, 3, 7, 15, 16, 17, 31, 64, 100, 129, 1000, 65535}) {
         for (int rep = 0; rep < (n > 1000 ? 3 : 40); ++rep) {
             std::vector<std::atomic<int>> hits(n);
-            bool same_ith = false;
+            std::atomic<bool> same_ith{false};
             pool.run_chunks(n, [&](int64_t c, int ith) {
                 if (busy[ith].fetch_add(1) != 0) same_ith = true;
                 hits[c].fetch_add(1, std::memory_order_relaxed);
@@ -48,9 +49,9 @@ void test_pool(int threads) {
         for (int64_t align : {1, 16, 160}) {
             for (int64_t grain : {1, 16, 1000}) {
                 std::vector<std::atomic<int>> hits(n);
-                bool aligned = true;
+                std::atomic<bool> aligned{true};
                 pool.for_range(n, align, grain, [&](int64_t b, int64_t e, int) {
-                    aligned = aligned && b % align == 0 && b < e && e <= n;
+                    if (!(b % align == 0 && b < e && e <= n)) aligned = false;
                     for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
                 });
                 bool once = true;
@@ -69,7 +70,7 @@ int main() {
     check(cpus >= 1 && bitnet::max_pool_threads() == (4 * cpus < 1024 ? 4 * cpus : 1024),
           "usable_cpus / max_pool_threads", cpus, 0);
     if (failures) {
-        std::printf("%d failure(s)\n", failures);
+        std::printf("%d failure(s)\n", failures.load());
         return 1;
     }
     std::printf("threadpool: all checks passed (%d usable CPUs)\n", cpus);
