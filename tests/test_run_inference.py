@@ -83,10 +83,12 @@ def test_chat_runs_on_the_package_as_bitnet_cli_chats(engine_bin, shipped_gguf):
         assert "prompt eval:" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_chat_errors_are_one_line(engine_bin, tmp_path):
+def test_chat_errors_are_one_line(engine_bin, shipped_gguf, tmp_path):
     env = {**os.environ, "BITNET_BUILD_DIR": str(engine_bin.parent)}
+    # a model that exists (a fresh clone has no GGUF in models/ until setup runs)
+    model = ["-m", str(shipped_gguf)]
     for args, message in ((["-m", str(tmp_path / "nope.gguf")], "not found"),
-                          (["--chat-template", "vicuna"], "--chat-template"), (["-n", "0"], "-n 0")):
+                          (model + ["--chat-template", "vicuna"], "--chat-template"), (model + ["-n", "0"], "-n 0")):
         res = subprocess.run([sys.executable, str(ROOT / "run_inference.py"), "-cnv", *args], input="hi\n",
                              capture_output=True, text=True, timeout=120, env=env)
         assert res.returncode in (1, 2) and message in res.stderr and "Traceback" not in res.stderr, res.stderr
