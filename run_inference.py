@@ -60,10 +60,12 @@ def chat(model: Path, system_prompt: str, n_predict: int, threads: int, ctx_size
 def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size: int,
                 temperature: float, seed: int | None, conversation: bool = False,
                 chat_template: str | None = None, cache: dict[str, str] | None = None,
-                use_mmap: bool = True, special: bool = False) -> list[str]:
+                use_mmap: bool = True, special: bool = False,
+                spec: dict[str, str] | None = None) -> list[str]:
     """The bitnet-cli command line for these settings (``conversation``: chat mode, ``prompt`` being
     the system prompt; ``cache``: bitnet-cli's -ctk/-ctv/-fa values by flag, those given;
-    ``use_mmap`` False: --no-mmap; ``special``: control tokens shown as text). Raise
+    ``use_mmap`` False: --no-mmap; ``special``: control tokens shown as text; ``spec``: the
+    speculative-decoding flags, those given). Raise
     ``BitnetError`` when the engine is not built or the model file does not exist."""
     cli = engine_tool("bitnet-cli")
     _check_model(model)
@@ -81,6 +83,8 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
         cmd.append("--no-mmap")
     if special:
         cmd.append("--special")
+    for flag, value in (spec or {}).items():  # speculative decoding: bitnet-cli's flags, those given
+        cmd += [flag, value]
     return cmd
 
 
@@ -121,19 +125,38 @@ def cli_command(model: Path, prompt: str, n_predict: int, threads: int, ctx_size
                    "into memory.")
 @click.option("--special", is_flag=True,
               help="Show control tokens (<|end_of_text|>, ...) as text; by default they are left out.")
+@click.option("--spec", type=click.Choice(["off", "ngram", "draft"]),
+              help="Speculative decoding (same output, fewer forward passes): ngram guesses from the prompt "
+                   "and the text so far, draft from a draft model (-md)  [default: off]")
+@click.option("-md", "--model-draft", type=click.Path(dir_okay=False, path_type=Path),
+              help="Draft model for --spec draft: a smaller GGUF with the same vocabulary.")
+@click.option("--draft-max", type=click.IntRange(min=0), help="Most guesses verified per forward pass  [default: 16]")
+@click.option("--draft-min", type=click.IntRange(min=0), help="Fewer guesses than this are not verified  [default: 0]")
+@click.option("--draft-p-min", type=click.FloatRange(0, 1),
+              help="Draft model: stop guessing below this probability  [default: 0.75]")
+@click.option("--spec-ngram-min", type=click.IntRange(min=1), help="Shortest n-gram looked up  [default: 2]")
+@click.option("--spec-ngram-max", type=click.IntRange(min=1), help="Longest n-gram looked up  [default: 4]")
 def main(model: Path, prompt: str | None, n_predict: int, threads: int, ctx_size: int, temperature: float,
          seed: int | None, conversation: bool, chat_template: str | None, cache_type_k: str | None,
-         cache_type_v: str | None, flash_attn: str | None, use_mmap: bool, special: bool) -> int:
+         cache_type_v: str | None, flash_attn: str | None, use_mmap: bool, special: bool, spec: str | None,
+         model_draft: Path | None, draft_max: int | None, draft_min: int | None, draft_p_min: float | None,
+         spec_ngram_min: int | None, spec_ngram_max: int | None) -> int:
     """Generate text from a prompt, or chat (-cnv), with a converted BitNet model."""
     if chat_template is not None and not conversation:
         raise click.UsageError("--chat-template only applies to chat mode: add -cnv")
     if prompt is None:
         prompt = "" if conversation else DEFAULT_PROMPT
     cache = {f: v for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v}
+    speculation = {f: str(v) for f, v in (("--spec", spec), ("-md", model_draft), ("--draft-max", draft_max),
+                                          ("--draft-min", draft_min), ("--draft-p-min", draft_p_min),
+                                          ("--spec-ngram-min", spec_ngram_min),
+                                          ("--spec-ngram-max", spec_ngram_max)) if v is not None}
+    if conversation and speculation:
+        raise click.UsageError("speculative decoding (--spec, -md, --draft-*) applies to completion, not yet to -cnv")
     if conversation:
         return chat(model, prompt, n_predict, threads, ctx_size, temperature, seed, chat_template, cache, use_mmap)
     cmd = cli_command(model, prompt, n_predict, threads, ctx_size, temperature, seed, conversation,
-                      chat_template, cache, use_mmap, special)
+                      chat_template, cache, use_mmap, special, speculation)
     return run_tool(cmd, "bitnet-cli")
 
 

@@ -50,6 +50,31 @@ class _SamplerParams(ctypes.Structure):
     ]
 
 
+class _SpecParams(ctypes.Structure):
+    _fields_ = [
+        ("mode", ctypes.c_int32),
+        ("draft_max", ctypes.c_int32),
+        ("draft_min", ctypes.c_int32),
+        ("draft_p_min", ctypes.c_float),
+        ("ngram_min", ctypes.c_int32),
+        ("ngram_max", ctypes.c_int32),
+        ("draft_model", ctypes.c_void_p),
+        ("draft_n_threads", ctypes.c_int32),
+        ("replay_tokens", ctypes.POINTER(ctypes.c_int32)),
+        ("n_replay", ctypes.c_int32),
+        ("replay_error", ctypes.c_float),
+        ("seed", ctypes.c_uint64),
+    ]
+
+
+class _SpecStats(ctypes.Structure):
+    _fields_ = [("steps", ctypes.c_int64), ("drafted", ctypes.c_int64), ("accepted", ctypes.c_int64),
+                ("generated", ctypes.c_int64)]
+
+
+# Speculation modes by the names bitnet-cli's --spec takes (BITNET_SPEC_* of include/bitnet.h).
+SPEC_MODES = {"off": 0, "ngram": 1, "draft": 2, "replay": 3}
+
 _lib: ctypes.CDLL | None = None
 _lib_path: Path | None = None
 
@@ -120,6 +145,14 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         "bitnet_sampler_accept": (None, [P, c.c_int32]),
         "bitnet_sampler_reset": (None, [P]),
         "bitnet_sampler_sample": (c.c_int32, [P, c.POINTER(c.c_float), c.c_int32]),
+        "bitnet_spec_default_params": (_SpecParams, []),
+        "bitnet_spec_new": (P, [P, P, c.POINTER(_SpecParams), P]),
+        "bitnet_spec_free": (None, [P]),
+        "bitnet_spec_step": (c.c_int32, [P, P, c.c_int32, P, c.POINTER(c.c_int32), c.c_int32,
+                                         c.POINTER(c.c_int32), c.c_int32]),
+        "bitnet_spec_draft": (c.c_int32, [P, c.POINTER(c.c_int32), c.c_int32, c.POINTER(c.c_int32), c.c_int32]),
+        "bitnet_spec_verify": (c.c_int32, [P, P, c.c_int32, P, c.POINTER(c.c_int32)]),
+        "bitnet_spec_get_stats": (_SpecStats, [P]),
         "bitnet_chat_template_names": (c.c_char_p, []),
         "bitnet_chat_template_name": (c.c_char_p, [P]),
         "bitnet_chat_apply": (c.c_int32, [P, c.c_char_p, c.POINTER(_ChatMessage), c.c_size_t, c.c_bool,
@@ -477,6 +510,75 @@ class Sampler(_Handle):
         logits = np.ascontiguousarray(logits, dtype=np.float32)
         ptr = logits.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         return self._lib.bitnet_sampler_sample(self._p, ptr, logits.shape[-1])
+
+
+class Speculator(_Handle):
+    """Speculative decoding of one sequence of contexts like ``ctx`` (include/bitnet.h's
+    bitnet_spec): ``mode`` "ngram" (lookup in the prompt and generated text) or "draft" (a draft
+    Model with the same vocabulary; it must outlive this object). ``step`` yields the tokens one
+    verification pass produces; greedy output is token for token that of plain decoding, sampled
+    output has the same distribution. Raises BitnetError (e.g. for a draft model with another
+    vocabulary)."""
+    _free = "bitnet_spec_free"
+
+    def __init__(self, model: Model, ctx: Context, sampler: Sampler, mode: str = "ngram",
+                 draft_model: Model | None = None, draft_max: int = 16, draft_min: int = 0,
+                 draft_p_min: float = 0.75, ngram_min: int = 2, ngram_max: int = 4,
+                 replay: Sequence[int] = (), replay_error: float = 0.0, seed: int = 0):
+        if mode not in SPEC_MODES:
+            raise BitnetError(f"speculation mode {mode!r} is unknown: use one of {', '.join(SPEC_MODES)}")
+        self._lib = model._lib
+        self.draft_model = draft_model  # kept alive as long as this object
+        p = self._lib.bitnet_spec_default_params()
+        p.mode = SPEC_MODES[mode]
+        p.draft_max, p.draft_min, p.draft_p_min = draft_max, draft_min, draft_p_min
+        p.ngram_min, p.ngram_max, p.seed = ngram_min, ngram_max, seed
+        p.draft_model = draft_model._p if draft_model else None
+        self._replay = (ctypes.c_int32 * len(replay))(*replay)
+        p.replay_tokens, p.n_replay, p.replay_error = self._replay, len(replay), replay_error
+        self._n_draft = 0
+        self._p = self._lib.bitnet_spec_new(model._p, ctx._p, ctypes.byref(p), sampler._p)
+        if not self._p:
+            raise _error()
+
+    def step(self, ctx: Context, sampler: Sampler, history: Sequence[int], n_max: int = 64,
+             seq: int = 0) -> list[int]:
+        """One step on sequence seq: history is the whole sequence so far, its last token the
+        pending one (not yet decoded; the cache holds the others). Returns 1 .. n_max tokens, each
+        recorded in sampler; the last is the new pending token."""
+        hist = (ctypes.c_int32 * len(history))(*history)
+        out = (ctypes.c_int32 * max(n_max, 1))()
+        n = self._lib.bitnet_spec_step(self._p, ctx._p, seq, sampler._p, hist, len(history), out, n_max)
+        if n < 0:
+            raise _error()
+        return list(out[:n])
+
+    def draft(self, history: Sequence[int], n_max: int) -> list[int]:
+        """The first half of a step for callers that verify several sequences in one batch: up
+        to n_max guesses to follow history (whose last token is the pending one)."""
+        hist = (ctypes.c_int32 * len(history))(*history)
+        out = (ctypes.c_int32 * max(n_max, 1))()
+        n = self._lib.bitnet_spec_draft(self._p, hist, len(history), out, max(n_max, 0))
+        if n < 0:
+            raise _error()
+        self._n_draft = n
+        return list(out[:n])
+
+    def verify(self, ctx: Context, first: int, sampler: Sampler) -> list[int]:
+        """The second half: the pending token and the last draft were tokens first .. first+k of
+        ctx's last decode_batch (with logits); returns the kept guesses plus one token (each
+        recorded in sampler). The caller truncates the sequence to drop the rest."""
+        out = (ctypes.c_int32 * (self._n_draft + 1))()
+        n = self._lib.bitnet_spec_verify(self._p, ctx._p, first, sampler._p, out)
+        if n < 0:
+            raise _error()
+        return list(out[:n])
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """steps (verification passes), drafted, accepted, generated."""
+        s = self._lib.bitnet_spec_get_stats(self._p)
+        return {"steps": s.steps, "drafted": s.drafted, "accepted": s.accepted, "generated": s.generated}
 
 
 def isa() -> str:

@@ -103,15 +103,19 @@ class BitNetModel:
     def __init__(self, path: str | os.PathLike, *, n_threads: int = 0, context_length: int = 0,
                  n_parallel: int = 1, n_batch: int = 512, chat_template: str | None = None,
                  generation_config: GenerationConfig | None = None, type_k: str = "f32", type_v: str = "f32",
-                 flash_attn: bool = True, use_mmap: bool = True):
+                 flash_attn: bool = True, use_mmap: bool = True, speculative: str | None = None,
+                 speculative_options: dict | None = None):
         """Loads the GGUF file at path. n_threads: 0 for the CPUs this process may use;
         context_length: tokens per sequence, prompt and answer together (0: the model's training
         context, at most 4096); n_parallel: requests generated at the same time; n_batch: most
         prompt tokens per forward pass; chat_template: a built-in template name instead of the
         model's; type_k, type_v, flash_attn: the KV cache types ("f32", "f16", "q8_0") and the
         attention (False: the exact one, f32 only), as run_inference.py's -ctk/-ctv/-fa; use_mmap:
-        map the file, or read it into memory (see bindings.Model). Raises ModelLoadError (missing
-        or invalid file), InvalidArgumentError, BitnetError."""
+        map the file, or read it into memory (see bindings.Model); speculative: "ngram" for
+        speculative decoding by lookup in the prompt and text so far (the same tokens when greedy,
+        the same distribution when sampling; fewer forward passes when the text repeats), None:
+        off; speculative_options: further bindings.Speculator options (draft_max, ngram_min, ...).
+        Raises ModelLoadError (missing or invalid file), InvalidArgumentError, BitnetError."""
         self.path = Path(path)
         for name, value, least in (("n_threads", n_threads, 0), ("context_length", context_length, 0),
                                    ("n_parallel", n_parallel, 1), ("n_batch", n_batch, 1)):
@@ -135,9 +139,13 @@ class BitNetModel:
         self.n_batch = n_batch
         self.generation_config = generation_config or GenerationConfig()
         self._context_options = {"type_k": type_k, "type_v": type_v, "flash_attn": flash_attn}
+        if speculative not in (None, "ngram"):
+            raise InvalidArgumentError(f"speculative must be None or 'ngram', got {speculative!r}")
+        self._speculation = {"mode": speculative, **(speculative_options or {})} if speculative else None
         self._engine = SlotEngine(self._model, n_slots=n_parallel, n_ctx=context_length, n_threads=self.n_threads,
                                   n_batch=n_batch, **self._context_options)
-        self._scheduler = Scheduler(self._engine, self._model, batch_size=n_batch, queue_size=_QUEUE_SIZE)
+        self._scheduler = Scheduler(self._engine, self._model, batch_size=n_batch, queue_size=_QUEUE_SIZE,
+                                    speculation=self._speculation)
         self._scheduler.start()
         self._vocab: Vocab | None = None
         self._lock = threading.Lock()
@@ -225,7 +233,8 @@ class BitNetModel:
             n_ctx = min(n_ctx, max(map(len, tokens)) + params.max_tokens)
         engine = SlotEngine(self._model, n_slots=min(batch_size, len(tokens)), n_ctx=n_ctx,
                             n_threads=self.n_threads, n_batch=self.n_batch, **self._context_options)
-        scheduler = Scheduler(engine, self._model, batch_size=self.n_batch, queue_size=len(tokens))
+        scheduler = Scheduler(engine, self._model, batch_size=self.n_batch, queue_size=len(tokens),
+                              speculation=self._speculation)
         scheduler.start()
         try:
             streams = [self._start(scheduler, t, params) for t in tokens]

@@ -218,6 +218,74 @@ BITNET_API void bitnet_sampler_reset(bitnet_sampler* sampler);
 BITNET_API bitnet_token bitnet_sampler_sample(bitnet_sampler* sampler, const float* logits,
                                               int32_t n_vocab);
 
+/* ---- speculative decoding ------------------------------------------------------------- */
+
+/* A drafter guesses the next tokens of one sequence; one batched forward pass verifies the pending
+ * token and the guesses, and the sampler's chain decides which guesses stay, so that the tokens
+ * are exactly those (greedy) or distributed exactly as (sampling) plain decoding's. */
+typedef struct bitnet_spec bitnet_spec;
+
+enum {
+    BITNET_SPEC_OFF = 0,
+    BITNET_SPEC_NGRAM = 1,  /* lookup of the last n-gram in the prompt and generated text */
+    BITNET_SPEC_DRAFT = 2,  /* a draft model with the same vocabulary */
+    BITNET_SPEC_REPLAY = 3  /* for benchmarks: a recorded sequence with a set fraction of errors */
+};
+
+typedef struct bitnet_spec_params {
+    int32_t mode;          /* BITNET_SPEC_* */
+    int32_t draft_max;     /* most guesses per step (default 16) */
+    int32_t draft_min;     /* fewer guesses than this are not verified (default 0) */
+    float draft_p_min;     /* draft model: stop guessing below this top probability (default 0.75) */
+    int32_t ngram_min;     /* n-gram sizes tried, longest first (default 2 .. 4) */
+    int32_t ngram_max;
+    bitnet_model* draft_model;  /* BITNET_SPEC_DRAFT: not owned; must outlive the bitnet_spec */
+    int32_t draft_n_threads;    /* draft model's threads; 0 = those of the target context */
+    const bitnet_token* replay_tokens; /* BITNET_SPEC_REPLAY: the sequence from position 0 (copied) */
+    int32_t n_replay;
+    float replay_error;    /* probability that a replayed token is replaced by a wrong one */
+    uint64_t seed;         /* replay errors; draws of a sampling draft model */
+} bitnet_spec_params;
+
+typedef struct bitnet_spec_stats {
+    int64_t steps;     /* verification forward passes */
+    int64_t drafted;   /* guesses verified */
+    int64_t accepted;  /* guesses kept */
+    int64_t generated; /* tokens produced (kept guesses plus one per step) */
+} bitnet_spec_stats;
+
+BITNET_API bitnet_spec_params bitnet_spec_default_params(void);
+/* A speculator for one sequence of contexts like target_ctx (a draft model gets a context of the
+ * same length). NULL on error, e.g. a draft model whose vocabulary differs from target's. */
+BITNET_API bitnet_spec* bitnet_spec_new(const bitnet_model* target, const bitnet_context* target_ctx,
+                                        const bitnet_spec_params* params, const bitnet_sampler* sampler);
+BITNET_API void bitnet_spec_free(bitnet_spec* spec);
+
+/* One step on sequence seq. history[0..n_history) is the whole sequence (prompt and generated
+ * tokens); its last token is the pending one, sampled but not yet decoded: the sequence's cache
+ * must hold exactly the n_history - 1 before it. Drafts, decodes the pending token and the guesses
+ * in one batch, writes the kept guesses plus one next token to out (at least 1, at most
+ * n_out_max tokens; each recorded in sampler), and leaves the cache holding the pending token and
+ * the kept guesses (the last token written is the new pending one). Tokens after an
+ * end-of-generation token in out are the caller's to drop. Returns the count written, or -1. */
+BITNET_API int32_t bitnet_spec_step(bitnet_spec* spec, bitnet_context* ctx, int32_t seq,
+                                    bitnet_sampler* sampler, const bitnet_token* history,
+                                    int32_t n_history, bitnet_token* out, int32_t n_out_max);
+
+/* The two halves of a step, for callers that verify several sequences in one batch:
+ * bitnet_spec_draft writes up to n_max guesses to follow history[0..n_history) into out and
+ * returns their count k. The caller decodes the pending token and the k guesses as consecutive
+ * tokens first .. first+k of one bitnet_decode_batch (logits for each) and calls
+ * bitnet_spec_verify, which writes the kept guesses plus one token to out (room for k + 1) and
+ * returns that count (-1 on error); the caller then truncates the sequence to n_history plus the
+ * number of kept guesses (the returned count minus one). */
+BITNET_API int32_t bitnet_spec_draft(bitnet_spec* spec, const bitnet_token* history,
+                                     int32_t n_history, bitnet_token* out, int32_t n_max);
+BITNET_API int32_t bitnet_spec_verify(bitnet_spec* spec, bitnet_context* ctx, int32_t first,
+                                      bitnet_sampler* sampler, bitnet_token* out);
+
+BITNET_API bitnet_spec_stats bitnet_spec_get_stats(const bitnet_spec* spec);
+
 /* ---- chat templates ------------------------------------------------------------------- */
 
 /* One message of a conversation; both strings are UTF-8 and NUL-terminated. */

@@ -271,6 +271,10 @@ def _prometheus(config: ServerConfig, http_counts: dict[tuple[str, int], int]) -
     metric("requests_cancelled_total", "counter", "Requests dropped because their client went away.",
            [("", s.requests_cancelled_total)])
     metric("engine_steps_total", "counter", "Forward steps of the engine.", [("", s.steps_total)])
+    metric("spec_drafted_tokens_total", "counter", "Speculative decoding: drafted tokens verified.",
+           [("", s.spec_drafted_total)])
+    metric("spec_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens kept.",
+           [("", s.spec_accepted_total)])
     metric("queue_depth", "gauge", "Requests waiting for a slot.", [("", s.queue_depth)])
     metric("queue_size", "gauge", "Most requests that may wait for a slot.", [("", s.queue_size)])
     metric("slots_in_use", "gauge", "Slots running a request.", [("", s.slots_in_use)])

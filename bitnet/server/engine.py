@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bitnet.bindings import BitnetError, Context, Model
+from bitnet.bindings import BitnetError, Context, Model, Sampler, Speculator
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,13 @@ class StepEntry:
     """Tokens appended to one slot in one step.
 
     slot: which sequence (0 .. n_slots-1); tokens: at least one token id, placed right after the
-    slot's cached tokens; want_logits: return the logits that follow the last of them."""
+    slot's cached tokens; want_logits: return the logits that follow the last of them; verify:
+    keep the logits of every token for SlotEngine.verify (none are returned)."""
 
     slot: int
     tokens: Sequence[int]
     want_logits: bool
+    verify: bool = False  # speculative: the pending token and a draft, verified by verify()
 
 
 class BatchEngine(abc.ABC):
@@ -90,27 +92,44 @@ class SlotEngine(BatchEngine):
         self._ctx = Context(model, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch + n_slots,
                             n_seq_max=n_slots, **context_options)
         self.n_ctx = self._ctx.n_ctx
+        self._first: dict[int, tuple[int, int]] = {}  # slot -> (its first token's index, its count) in the last step
+
+    def speculator(self, model: Model, sampler: Sampler, **options) -> Speculator:
+        """A Speculator for one slot of this engine (options: those of bindings.Speculator)."""
+        return Speculator(model, self._ctx, sampler, **options)
+
+    def verify(self, slot: int, spec: Speculator, sampler: Sampler) -> list[int]:
+        """After a step holding a verify entry of slot: the tokens its draft yields (kept guesses
+        plus one); the slot then holds the pending token and the kept guesses only."""
+        first, n_fed = self._first[slot]
+        out = spec.verify(self._ctx, first, sampler)
+        # The step appended the pending token and the whole draft: keep it and the kept guesses.
+        self._ctx.seq_truncate(slot, self._ctx.seq_length(slot) - n_fed + len(out))
+        return out
 
     def step(self, entries: Sequence[StepEntry]) -> dict[int, np.ndarray]:
         tokens: list[int] = []
         seqs: list[int] = []
         positions: list[int] = []
         want: list[bool] = []
-        wanted: list[int] = []
+        wanted: list[tuple[int, int]] = []  # (slot, index of its last token)
         for e in entries:
             start = self._ctx.seq_length(e.slot)
             last = len(e.tokens) - 1
+            self._first[e.slot] = (len(tokens), len(e.tokens))
             for j, t in enumerate(e.tokens):
                 tokens.append(t)
                 seqs.append(e.slot)
                 positions.append(start + j)
-                want.append(e.want_logits and j == last)
-            if e.want_logits:
-                wanted.append(e.slot)
+                want.append(e.verify or (e.want_logits and j == last))
+            if e.want_logits and not e.verify:
+                wanted.append((e.slot, len(tokens) - 1))
         if not tokens:
             return {}
         rows = self._ctx.decode_batch(tokens, seqs, positions, want)
-        return dict(zip(wanted, rows))
+        # rows holds the flagged tokens in batch order; a verify entry's rows are not returned.
+        row_of = {t: r for r, t in enumerate(i for i, w in enumerate(want) if w)}
+        return {slot: rows[row_of[t]] for slot, t in wanted}
 
     def free(self, slot: int) -> None:
         self._ctx.seq_clear(slot)

@@ -148,7 +148,7 @@ class StopFilter:
 class _Running:
     """A request holding a slot."""
 
-    def __init__(self, req: Request, slot: int, n_cached: int):
+    def __init__(self, req: Request, slot: int, n_cached: int, speculator=None):
         p = req.params
         self.req = req
         self.slot = slot
@@ -162,6 +162,8 @@ class _Running:
                                repeat_penalty=p.repeat_penalty, seed=seed % 2**64)
         for t in req.prompt:  # the repetition penalty looks at the prompt too, as bitnet-cli's does
             self.sampler.accept(t)
+        # Speculative decoding (None: off): makes this request's Speculator over its sampler.
+        self.spec = speculator(self.sampler) if speculator else None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopFilter(p.stop)
 
@@ -179,13 +181,18 @@ class SchedulerStats:
     requests_cancelled_total: int
     prompt_tokens_per_second: float      # over the last `window` seconds
     generation_tokens_per_second: float
+    spec_drafted_total: int = 0          # speculative decoding: guesses verified
+    spec_accepted_total: int = 0         # ... and kept
 
 
 class Scheduler:
     """Owns ``engine`` (from start() to close()) and runs submitted requests on it."""
 
     def __init__(self, engine: BatchEngine, model: Model, batch_size: int = 128, queue_size: int = 64,
-                 window: float = 10.0):
+                 window: float = 10.0, speculation: dict | None = None):
+        """speculation: bindings.Speculator's options (e.g. {"mode": "ngram"}) for every request,
+        whose generating steps then verify a draft per slot, all slots in one forward pass (the
+        engine must be a SlotEngine); None: off."""
         if batch_size < 1 or queue_size < 0:
             raise ValueError(f"batch_size must be >= 1 and queue_size >= 0 (got {batch_size}, {queue_size})")
         self.engine = engine
@@ -205,6 +212,8 @@ class Scheduler:
         self._started = time.monotonic()
         self._recent: collections.deque[tuple[float, int, int]] = collections.deque()  # (t, prompt, gen)
         self._steps = self._prompt_total = self._gen_total = self._cancelled_total = 0
+        self.speculation = speculation
+        self._drafted_total = self._accepted_total = 0
 
     @property
     def n_ctx(self) -> int:
@@ -276,7 +285,8 @@ class Scheduler:
                 prompt_tokens_total=self._prompt_total, generated_tokens_total=self._gen_total,
                 requests_cancelled_total=self._cancelled_total,
                 prompt_tokens_per_second=sum(p for _, p, _ in self._recent) / span,
-                generation_tokens_per_second=sum(g for _, _, g in self._recent) / span)
+                generation_tokens_per_second=sum(g for _, _, g in self._recent) / span,
+                spec_drafted_total=self._drafted_total, spec_accepted_total=self._accepted_total)
 
     # ---- the scheduler thread -------------------------------------------------------------
 
@@ -340,8 +350,12 @@ class Scheduler:
             # least the prompt's last token is evaluated, for the logits that follow it.
             slot, n_keep = max(((s, min(_common_prefix(self._cached[s], req.prompt), len(req.prompt) - 1))
                                 for s in self._free), key=lambda c: (c[1], -c[0]))
+            spec = None
+            if self.speculation is not None:
+                def spec(sampler, options=self.speculation):
+                    return self.engine.speculator(self.model, sampler, **options)
             try:
-                running = _Running(req, slot, n_keep)
+                running = _Running(req, slot, n_keep, spec)
             except Exception as e:  # noqa: BLE001 - sampler parameters the engine refuses, or worse
                 if not isinstance(e, BitnetError):
                     log.exception("starting a request failed")
@@ -360,6 +374,16 @@ class Scheduler:
         `batch_size` tokens (the last one shorter) while the step has room for them."""
         batch, n_prompt = [], 0
         for r in self._running:
+            if r.next_token is not None and r.spec is not None:
+                # Room for the guesses: max_tokens, and the context, where one position stays free
+                # so that the length check after each token falls where plain decoding's does.
+                p = r.req.params
+                room = self.engine.n_ctx - self.engine.n_past(r.slot) - 2
+                if p.max_tokens is not None:
+                    room = min(room, p.max_tokens - r.n_gen - 1)
+                draft = r.spec.draft(r.req.prompt + r.generated, max(room, 0))
+                batch.append((r, StepEntry(r.slot, [r.next_token, *draft], True, verify=True)))
+                continue
             if r.next_token is not None:
                 batch.append((r, StepEntry(r.slot, [r.next_token], True)))
                 continue
@@ -380,6 +404,19 @@ class Scheduler:
                 r.n_fed += len(e.tokens)
                 n_prompt += len(e.tokens)
             if not e.want_logits:
+                continue
+            if e.verify:
+                tokens = self.engine.verify(e.slot, r.spec, r.sampler)  # recorded in the sampler
+                with self._lock:
+                    self._drafted_total += len(e.tokens) - 1
+                    self._accepted_total += len(tokens) - 1
+                for token in tokens:
+                    r.generated.append(token)
+                    r.n_gen += 1
+                    n_gen += 1
+                    self._on_token(r, token)
+                    if r not in self._running:  # finished: the rest of the draft is dropped
+                        break
                 continue
             token = r.sampler.sample(logits[e.slot])
             r.sampler.accept(token)

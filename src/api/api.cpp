@@ -8,38 +8,16 @@
 #include <cstring>
 #include <string>
 
+#include "api/internal.h"
 #include "chat/chat.h"
 #include "kernels/kernels.h"
-#include "model/model.h"
-#include "sampling/sampler.h"
 #include "util/common.h"
-
-struct bitnet_model {
-    std::unique_ptr<bitnet::Model> m;
-};
-struct bitnet_context {
-    std::unique_ptr<bitnet::Context> c;
-};
-struct bitnet_sampler {
-    bitnet::Sampler s;
-};
 
 namespace {
 
 thread_local std::string g_last_error;
 
-template <typename F, typename R>
-R guarded(R on_error, F&& f) {
-    try {
-        g_last_error.clear();
-        return f();
-    } catch (const std::bad_alloc&) {
-        g_last_error = "out of memory";
-    } catch (const std::exception& e) {
-        g_last_error = e.what();
-    }
-    return on_error;
-}
+using bitnet::api::guarded;
 
 // Row of c's logits for token i of the last decode call, or -1.
 int32_t logits_row(const bitnet::Context& c, int32_t i) {
@@ -65,6 +43,8 @@ bool seq_valid(const bitnet_context* ctx, int32_t seq) {
 }
 
 }  // namespace
+
+std::string& bitnet::api::last_error() { return g_last_error; }
 
 extern "C" {
 

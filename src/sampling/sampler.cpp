@@ -19,7 +19,7 @@ void Sampler::reset() {
     rng_.seed(p_.seed);
 }
 
-int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
+size_t Sampler::prepare(const float* logits, int32_t n_vocab) {
     cand_.resize(n_vocab);
     // A NaN logit (a broken model) counts as -inf: the sorts below need an ordering.
     for (int32_t i = 0; i < n_vocab; ++i)
@@ -40,7 +40,8 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
         int32_t best = 0;
         for (int32_t i = 1; i < n_vocab; ++i)
             if (cand_[i].first > cand_[best].first) best = i;
-        return best;
+        std::swap(cand_[0], cand_[best]);
+        return 0;
     }
 
     auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
@@ -59,7 +60,7 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
     // temperature last in its default chain).
     const float mx = cand_[0].first;
     // All -inf, or a +inf: the probabilities below would be NaN; the top candidate it is.
-    if (!std::isfinite(mx)) return cand_[0].second;
+    if (!std::isfinite(mx)) return 0;
     std::vector<float> prob(n);
     double sum = 0.0;
     for (size_t i = 0; i < n; ++i) sum += (prob[i] = std::exp(cand_[i].first - mx));
@@ -83,11 +84,32 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
         keep = k;
     }
 
-    std::vector<double> w(keep);
+    w_.resize(keep);
     for (size_t i = 0; i < keep; ++i)
-        w[i] = std::exp((double)(cand_[i].first - mx) / p_.temperature);
-    std::discrete_distribution<size_t> dist(w.begin(), w.end());
+        w_[i] = std::exp((double)(cand_[i].first - mx) / p_.temperature);
+    return keep;
+}
+
+int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
+    const size_t n = prepare(logits, n_vocab);
+    if (n == 0) return cand_[0].second;
+    std::discrete_distribution<size_t> dist(w_.begin(), w_.begin() + n);
     return cand_[dist(rng_)].second;
 }
+
+void Sampler::distribution(const float* logits, int32_t n_vocab,
+                           std::vector<std::pair<int32_t, float>>* out) {
+    const size_t n = prepare(logits, n_vocab);
+    if (n == 0) {
+        out->assign(1, {cand_[0].second, 1.0f});
+        return;
+    }
+    out->resize(n);
+    double sum = 0.0;
+    for (size_t i = 0; i < n; ++i) sum += w_[i];
+    for (size_t i = 0; i < n; ++i) (*out)[i] = {cand_[i].second, (float)(w_[i] / sum)};
+}
+
+double Sampler::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 }  // namespace bitnet

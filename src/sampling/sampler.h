@@ -27,12 +27,28 @@ public:
     void reset();
     // logits are not modified.
     int32_t sample(const float* logits, int32_t n_vocab);
+    // The distribution sample() draws from, as (token, probability) pairs summing to 1 in
+    // descending order; greedy gives its choice with probability 1. Speculative verification
+    // needs it whole: the acceptance rule compares it with the draft's.
+    void distribution(const float* logits, int32_t n_vocab,
+                      std::vector<std::pair<int32_t, float>>* out);
+    // A uniform draw in [0, 1) from this sampler's generator, so that a speculative step is as
+    // reproducible from the seed as plain sampling.
+    double uniform();
+    bool greedy() const { return p_.temperature <= 0.0f; }
+    const SamplerParams& params() const { return p_; }
 
 private:
+    // The candidates after the chain's cuts into cand_[0..n) with their unnormalized weights in
+    // w_; returns n, or 0 when no draw is needed (greedy, or no finite logit): cand_[0] is the
+    // choice.
+    size_t prepare(const float* logits, int32_t n_vocab);
+
     SamplerParams p_;
     std::mt19937_64 rng_;
     std::deque<int32_t> history_;
     std::vector<std::pair<float, int32_t>> cand_;  // (logit or prob, token)
+    std::vector<double> w_;                         // weights of cand_[0..n) after prepare()
 };
 
 }  // namespace bitnet

@@ -41,6 +41,7 @@
 #include "bitnet.h"
 #include "gguf/gguf.h"
 #include "kernels/kernels.h"
+#include "tools/bench_spec.h"
 #include "tools/tool_common.h"
 #include "util/common.h"
 #include "util/profile.h"
@@ -108,6 +109,11 @@ void usage(FILE* out) {
         "      --membw               also measure plain-loop read bandwidth per thread count\n"
         "      --mmap, --no-mmap     map the model files (default) or read them into memory;\n"
         "                            -mmp 1|0 (llama-bench's spelling) is the same\n"
+        "      --spec-curve          speculative decoding: time of one forward over k = 1..16 tokens\n"
+        "                            after a -p token prompt, relative to k = 1 (own table)\n"
+        "      --spec-replay E[,E]   speculative decoding: tg of -n tokens plain and with a drafter\n"
+        "                            replaying the greedy output with a fraction E of wrong tokens\n"
+        "                            (own table; with -m, -t, -r, -p, -n, --draft-max)\n"
         "  -h, --help                this help\n"
         "The table goes to stdout, progress to stderr.\n");
 }
@@ -496,6 +502,7 @@ void print_csv(const std::vector<Result>& results, const std::vector<std::pair<i
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (spec_bench::wanted(argc, argv)) return spec_bench::main(argc, argv);
     const Args args = parse_args(argc, argv);
     const std::vector<Test> tests = tests_of(args);
     if (tests.empty() && !args.membw) die("no test selected: -p and -n are all 0 and no -pg given");

@@ -55,6 +55,14 @@ struct Args {
     std::string chat_template;  // empty: the model's own
     tool::CacheArgs cache;
     bool use_mmap = true;
+    // Speculative decoding (completion only).
+    std::string spec = "off";  // off | ngram | draft
+    std::string model_draft;
+    int draft_max = 16;
+    int draft_min = 0;
+    float draft_p_min = 0.75f;
+    int ngram_min = 2;
+    int ngram_max = 4;
 };
 
 void usage(FILE* out) {
@@ -87,7 +95,17 @@ void usage(FILE* out) {
         "                          prompt is kept) and the rest is evaluated again\n"
         "      --chat-template NAME chat format: %s (default: recognized from the\n"
         "                          model's tokenizer.chat_template)\n"
-        "%s%s",
+        "%s%s"
+        "speculative decoding (completion; the output is the same as without it):\n"
+        "      --spec MODE         off (default), ngram (guesses from the prompt and the text so\n"
+        "                          far) or draft (a draft model, -md)\n"
+        "  -md, --model-draft FILE draft model: a smaller GGUF with the same vocabulary (implies\n"
+        "                          --spec draft)\n"
+        "      --draft-max N       most guesses verified per forward pass (default 16)\n"
+        "      --draft-min N       fewer guesses than this are not verified (default 0)\n"
+        "      --draft-p-min P     draft model: stop guessing below this probability (default 0.75)\n"
+        "      --spec-ngram-min N  shortest n-gram looked up (default 2)\n"
+        "      --spec-ngram-max N  longest n-gram looked up (default 4)\n",
         bitnet_chat_template_names(), tool::kCacheUsage, tool::kMmapUsage);
 }
 
@@ -120,6 +138,13 @@ Args parse_args(int argc, char** argv) {
         else if (f == "--chat-template") a.chat_template = next();
         else if (tool::parse_cache_flag(f, next, a.cache)) {}
         else if (tool::parse_mmap_flag(f, a.use_mmap)) {}
+        else if (f == "--spec") a.spec = next();
+        else if (f == "-md" || f == "--model-draft") a.model_draft = next();
+        else if (f == "--draft-max" || f == "--draft") a.draft_max = (int)parse_int(f, next());
+        else if (f == "--draft-min") a.draft_min = (int)parse_int(f, next());
+        else if (f == "--draft-p-min") a.draft_p_min = parse_float(f, next());
+        else if (f == "--spec-ngram-min") a.ngram_min = (int)parse_int(f, next());
+        else if (f == "--spec-ngram-max") a.ngram_max = (int)parse_int(f, next());
         else die("unknown argument '" + f + "' (see bitnet-cli --help)");
     }
     if (a.model.empty()) die("no model given: use -m MODEL.gguf (see bitnet-cli --help)");
@@ -129,6 +154,15 @@ Args parse_args(int argc, char** argv) {
     if (a.n_predict < -1) die("-n must be >= -1");
     if (!a.chat_template.empty() && !a.conversation)
         die("--chat-template only applies to chat mode: add -cnv");
+    if (!a.model_draft.empty() && a.spec == "off") a.spec = "draft";
+    if (a.spec != "off" && a.spec != "ngram" && a.spec != "draft")
+        die("--spec must be off, ngram or draft (got '" + a.spec + "')");
+    if (a.spec == "draft" && a.model_draft.empty())
+        die("--spec draft needs a draft model: give -md FILE");
+    if (a.spec != "draft" && !a.model_draft.empty())
+        die("-md is a draft model for --spec draft, not --spec " + a.spec);
+    if (a.spec != "off" && a.conversation)
+        die("--spec applies to completion, not yet to chat mode (-cnv)");
     return a;
 }
 
@@ -177,9 +211,49 @@ void decode_prompt(bitnet_context* ctx, const bitnet_token* toks, int32_t n, int
     }
 }
 
+// Generation with speculative decoding: the first token from the prompt's logits, then steps
+// that each verify a draft in one forward pass and yield one or more tokens. n_gen counts as the
+// plain loop counts (tokens kept; a stopping end-of-generation token is not one).
+void spec_generate(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler,
+                   bitnet_spec* spec, const Args& a, std::vector<bitnet_token> hist, int limit,
+                   int* n_gen) {
+    if (limit <= 0) return;
+    const int32_t n_vocab = bitnet_model_n_vocab(model);
+    std::vector<bitnet_token> out;
+    out.push_back(bitnet_sampler_sample(sampler, bitnet_get_logits(ctx, -1), n_vocab));
+    bitnet_sampler_accept(sampler, out[0]);
+    for (;;) {
+        for (bitnet_token t : out) {
+            if (!a.ignore_eos && bitnet_token_is_eog(model, t)) return;
+            ++*n_gen;
+            const std::string s = shown_piece(model, t, a);
+            std::fwrite(s.data(), 1, s.size(), stdout);
+            hist.push_back(t);
+            if (*n_gen == limit) return;  // the last token needs no forward pass
+        }
+        std::fflush(stdout);
+        out.resize((size_t)(limit - *n_gen));
+        const int32_t n = bitnet_spec_step(spec, ctx, 0, sampler, hist.data(), (int32_t)hist.size(),
+                                           out.data(), (int32_t)out.size());
+        if (n < 0) die(bitnet_last_error());
+        out.resize((size_t)n);
+    }
+}
+
+// The speculation line of the timings: what was guessed, kept, and produced per forward pass.
+void print_spec_stats(const bitnet_spec* spec) {
+    const bitnet_spec_stats st = bitnet_spec_get_stats(spec);
+    std::fprintf(stderr,
+                 "speculation: %lld drafted, %lld accepted (%.1f%%), %lld forward passes, "
+                 "%.2f tokens per pass\n",
+                 (long long)st.drafted, (long long)st.accepted,
+                 st.drafted > 0 ? 100.0 * st.accepted / st.drafted : 0.0, (long long)st.steps,
+                 st.steps > 0 ? (double)st.generated / st.steps : 0.0);
+}
+
 // Completion: the prompt (with BOS) and its continuation.
 void run_completion(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sampler,
-                    const Args& a, uint64_t seed) {
+                    bitnet_spec* spec, const Args& a, uint64_t seed) {
     std::vector<bitnet_token> prompt(a.prompt.size() + 8);
     int32_t np = bitnet_tokenize(model, a.prompt.data(), (int32_t)a.prompt.size(), prompt.data(),
                                  (int32_t)prompt.size(), 1, 1);
@@ -209,7 +283,8 @@ void run_completion(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sa
     const int32_t n_vocab = bitnet_model_n_vocab(model);
     int n_gen = 0;
     const int limit = a.n_predict < 0 ? n_ctx - np : std::min(a.n_predict, n_ctx - np);
-    while (n_gen < limit) {
+    if (spec) spec_generate(model, ctx, sampler, spec, a, prompt, limit, &n_gen);
+    while (!spec && n_gen < limit) {
         const float* logits = bitnet_get_logits(ctx, -1);
         bitnet_token t = bitnet_sampler_sample(sampler, logits, n_vocab);
         bitnet_sampler_accept(sampler, t);
@@ -230,6 +305,7 @@ void run_completion(bitnet_model* model, bitnet_context* ctx, bitnet_sampler* sa
                  tp > 0 ? np / tp : 0.0);
     std::fprintf(stderr, "generation:  %d token%s in %.3f s (%.2f tokens/s)\n", n_gen, n_gen == 1 ? "" : "s",
                  t_gen, t_gen > 0 ? n_gen / t_gen : 0.0);
+    if (spec) print_spec_stats(spec);
 }
 
 // ---- chat ------------------------------------------------------------------------------------
@@ -499,8 +575,33 @@ int main(int argc, char** argv) {
     bitnet_sampler* sampler = bitnet_sampler_new(&sp);
     if (!sampler) die(bitnet_last_error());
 
+    bitnet_model* draft = nullptr;
+    bitnet_spec* spec = nullptr;
+    if (a.spec != "off") {
+        bitnet_spec_params pp = bitnet_spec_default_params();
+        pp.mode = a.spec == "ngram" ? BITNET_SPEC_NGRAM : BITNET_SPEC_DRAFT;
+        pp.draft_max = a.draft_max;
+        pp.draft_min = a.draft_min;
+        pp.draft_p_min = a.draft_p_min;
+        pp.ngram_min = a.ngram_min;
+        pp.ngram_max = a.ngram_max;
+        pp.seed = sp.seed;
+        if (!a.model_draft.empty()) {
+            bitnet_model_params mp = bitnet_model_default_params();
+            mp.use_mmap = a.use_mmap ? 1 : 0;
+            draft = bitnet_model_load_with_params(a.model_draft.c_str(), mp);
+            if (!draft) die("draft model: " + std::string(bitnet_last_error()));
+            pp.draft_model = draft;
+        }
+        spec = bitnet_spec_new(model, ctx, &pp, sampler);
+        if (!spec) die(bitnet_last_error());
+    }
+
     if (a.conversation) run_chat(model, ctx, sampler, a, sp.seed);
-    else run_completion(model, ctx, sampler, a, sp.seed);
+    else run_completion(model, ctx, sampler, spec, a, sp.seed);
+
+    bitnet_spec_free(spec);
+    bitnet_model_free(draft);
 
     bitnet_sampler_free(sampler);
     bitnet_context_free(ctx);
