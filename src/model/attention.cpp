@@ -70,18 +70,21 @@ struct ChunkKV {
 // (half a 256-byte row per pass) and V by key: left to the hardware prefetcher, each chunk's
 // misses come a few at a time between FMAs (measured: tg @ d4096 at 40% of what the cache's bytes
 // allow). Issued together, they overlap.
-void prefetch_chunk(const uint8_t* k, size_t k_bytes, const uint8_t* v, size_t v_bytes) {
-    for (size_t o = 0; o < k_bytes; o += 64) __builtin_prefetch(k + o, 0, 2);
-    for (size_t o = 0; o < v_bytes; o += 64) __builtin_prefetch(v + o, 0, 2);
+// Only the split-by-chunks path (a few tokens over the cache) asks: prompt tiles read each chunk
+// many times and find it in cache.
+void prefetch_chunk(const KvCache& kv, const uint8_t* kh, const uint8_t* vh, int c, int n) {
+    const size_t t0 = (size_t)c * ATTN_CHUNK;
+    // (a blocked K chunk spreads its n keys over the whole block: each dimension's row of 64)
+    const size_t k_bytes = (size_t)(kv.k_blocked ? ATTN_CHUNK : n) * kv.k_row_bytes;
+    const size_t v_bytes = (size_t)n * kv.v_row_bytes;
+    for (size_t o = 0; o < k_bytes; o += 64) __builtin_prefetch(kh + t0 * kv.k_row_bytes + o, 0, 2);
+    for (size_t o = 0; o < v_bytes; o += 64) __builtin_prefetch(vh + t0 * kv.v_row_bytes + o, 0, 2);
 }
 
 ChunkKV load_chunk(const KvCache& kv, const uint8_t* kh, const uint8_t* vh, int c, int n, int hd,
                    const Scratch& s) {
     const AttnKernelSet& ks = *kv.kernels;
     const int64_t t0 = (int64_t)c * ATTN_CHUNK;
-    // (a blocked K chunk spreads its n keys over the whole block: each dimension's row of 64)
-    prefetch_chunk(kh + (size_t)t0 * kv.k_row_bytes, (size_t)(kv.k_blocked ? ATTN_CHUNK : n) * kv.k_row_bytes,
-                   vh + (size_t)t0 * kv.v_row_bytes, (size_t)n * kv.v_row_bytes);
     ChunkKV r;
     if (kv.type_k == TYPE_F32)
         r.kt = (const float*)kh + t0 * hd;
@@ -371,7 +374,10 @@ void attention_layer(Context& ctx, int layer, const int32_t* seq_ids, const int3
             const AttnGroup& g = groups[gi];
             const int c = (int)(u - base);
             const int n = std::min(ATTN_CHUNK, g.n_kv_max - c * ATTN_CHUNK);
-            const ChunkKV ch = load_chunk(kv, kl + g.head * kv.k_head_bytes, vl + g.head * kv.v_head_bytes, c, n, hd, s);
+            const uint8_t* kh = kl + g.head * kv.k_head_bytes;
+            const uint8_t* vh = vl + g.head * kv.v_head_bytes;
+            prefetch_chunk(kv, kh, vh, c, n);
+            const ChunkKV ch = load_chunk(kv, kh, vh, c, n, hd, s);
             int valid[ATTN_ROWS];
             for (int r0 = 0; r0 < g.n_rows; r0 += ATTN_ROWS) {
                 const AttnRow* tr = rows + g.row0 + r0;
