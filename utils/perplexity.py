@@ -101,18 +101,42 @@ def perplexity(model: Path, text_file: Path, ctx_size: int = 0, threads: int = 2
               help="on: tiled attention; off: the exact attention (needs f32 K and V)  [default: on]")
 @click.option("--mmap/--no-mmap", "use_mmap", default=True, show_default=True,
               help="Map the model file (a fast start) or read it into memory.")
+@click.option("--kl-divergence-base", "kld_base", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With -f: also write the tokens and each scored position's log-probabilities to this file; "
+                   "with --kl-divergence: the base to compare with.")
+@click.option("--kl-divergence", "kld", is_flag=True,
+              help="KL divergence and top-token agreement of -m against --kl-divergence-base (no -f).")
+@click.option("--hellaswag", is_flag=True, help="-f is a HellaSwag task file (6 lines per task): accuracy.")
+@click.option("--hellaswag-tasks", type=click.IntRange(min=1), default=None,
+              help="Score the first N HellaSwag tasks only  [default: all]")
 def main(model: Path, text_file: Path | None, ctx_size: int, batch_size: int, threads: int,
          chunks: int | None, cache_type_k: str | None, cache_type_v: str | None, flash_attn: str | None,
-         use_mmap: bool) -> int:
-    """Perplexity of a converted BitNet model on a text file (llama-perplexity's protocol)."""
+         use_mmap: bool, kld_base: Path | None, kld: bool, hellaswag: bool, hellaswag_tasks: int | None) -> int:
+    """Perplexity of a converted BitNet model on a text file (llama-perplexity's protocol), or its
+    KL divergence against a base file of another (--kl-divergence), or HellaSwag accuracy."""
+    cache_flags = [x for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v
+                   for x in (f, v)]
+    mode_flags = [*(["--kl-divergence-base", str(kld_base)] if kld_base else []),
+                  *(["--hellaswag"] if hellaswag else []),
+                  *(["--hellaswag-tasks", str(hellaswag_tasks)] if hellaswag_tasks else [])]
+    if kld:
+        if kld_base is None:
+            raise BitnetError("--kl-divergence needs the base file: give --kl-divergence-base FILE")
+        if text_file is not None:
+            raise BitnetError("--kl-divergence scores the tokens stored in the base file: leave out -f")
+        if not Path(model).is_file():
+            raise BitnetError(f"model file {display_path(model)} not found")
+        cmd = [str(engine_tool("bitnet-perplexity")), "-m", str(model), "-t", str(threads), "-b", str(batch_size),
+               "--kl-divergence", *mode_flags, *(["--chunks", str(chunks)] if chunks else []),
+               *([] if use_mmap else ["--no-mmap"]), *cache_flags, *(["-c", str(ctx_size)] if ctx_size else [])]
+        return run_tool(cmd, "bitnet-perplexity")
     if text_file is None:
         if not DEFAULT_TEXT.is_file():
             raise BitnetError(f"no text file given and the shipped model has none ({display_path(DEFAULT_TEXT)}): "
                               "give the text to score with -f FILE")
         text_file = DEFAULT_TEXT
-    cache_flags = [x for f, v in (("-ctk", cache_type_k), ("-ctv", cache_type_v), ("-fa", flash_attn)) if v
-                   for x in (f, v)]
     cmd = perplexity_command(model, text_file, ctx_size, threads, batch_size, chunks, cache_flags, use_mmap)
+    cmd += mode_flags
     return run_tool(cmd, "bitnet-perplexity")
 
 
