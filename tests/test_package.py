@@ -258,7 +258,7 @@ def test_pip_install_from_a_git_url(engine_bin, shipped_gguf, tmp_path):
     Path(site, "parent-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("BITNET_BUILD_DIR", "PYTHONPATH")}
     res = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-build-isolation",
-                          f"bitnet @ git+file://{REPO_ROOT}@{commit}"], env=env,
+                          f"git+file://{REPO_ROOT}@{commit}"], env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     cwd = shipped_model_copy(tmp_path / "elsewhere")
