@@ -7,6 +7,7 @@ BitnetError carrying the engine's own message. Used by the tests, the Python too
 
 from __future__ import annotations
 
+import array
 import ctypes
 import os
 import warnings
@@ -438,18 +439,17 @@ class Context(_Handle):
             raise ValueError(f"decode_batch: tokens, seq_ids, positions and want_logits must have the same "
                              f"length (got {n}, {len(seq_ids)}, {len(positions)}, "
                              f"{'None' if want_logits is None else len(want_logits)})")
-        tok = np.ascontiguousarray(tokens, dtype=np.int32)
-        seq = np.ascontiguousarray(seq_ids, dtype=np.int32)
-        pos = np.ascontiguousarray(positions, dtype=np.int32)
-        i32 = ctypes.POINTER(ctypes.c_int32)
+        # A step of the server or of generate() is one token per sequence, so this runs once per
+        # generated token: ctypes arrays cost a few microseconds where numpy conversions and
+        # .ctypes.data_as cost tens. array.array refuses ids outside int32 (c_int32 would wrap them).
+        i32 = ctypes.c_int32 * n
+        tok, seq, pos = (i32.from_buffer(array.array("i", v)) for v in (tokens, seq_ids, positions))
         if want_logits is None:
-            want, want_p, rows = None, None, [n - 1] if n else []
+            want, rows = None, [n - 1] if n else []
         else:
-            want = np.ascontiguousarray(want_logits, dtype=np.int8)
-            want_p, rows = want.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)), np.flatnonzero(want).tolist()
-        rc = self._lib.bitnet_decode_batch(self._p, tok.ctypes.data_as(i32), seq.ctypes.data_as(i32),
-                                           pos.ctypes.data_as(i32), want_p, n)
-        if rc != 0:
+            want = (ctypes.c_int8 * n)(*(1 if w else 0 for w in want_logits))
+            rows = [i for i, w in enumerate(want_logits) if w]
+        if self._lib.bitnet_decode_batch(self._p, tok, seq, pos, want, n) != 0:
             raise _error()
         return self._logits(self._lib.bitnet_get_logits_ith, rows)
 
@@ -474,11 +474,12 @@ class Context(_Handle):
     def _logits(self, get, rows) -> np.ndarray:
         n_vocab = self.model.n_vocab
         out = np.empty((len(rows), n_vocab), dtype=np.float32)
+        dst, row_bytes = out.ctypes.data, 4 * n_vocab
         for j, i in enumerate(rows):
             p = get(self._p, i)
             if not p:
                 raise _error()
-            out[j] = np.ctypeslib.as_array(p, shape=(n_vocab,))
+            ctypes.memmove(dst + j * row_bytes, p, row_bytes)
         return out
 
     def generate_greedy(self, prompt: Sequence[int], n: int) -> list[int]:

@@ -1,6 +1,6 @@
-"""The Python package: `pip install .` from a clean clone, the README's Python examples, and the
-BitNetModel API on the shipped model (generate, streaming, batch_generate, chat with its KV cache,
-the OpenAI-shaped results, errors).
+"""The Python package: `pip install` from a git URL (a clean clone of a commit, built as a wheel),
+the README's Python examples, and the BitNetModel API on the shipped model (generate, streaming,
+batch_generate, chat with its KV cache, the OpenAI-shaped results, errors).
 
 Equalities are exact: the engine gives a token the same logits whatever else is in its batch, so
 batch_generate, the prompt cache and streaming must all give the very text generate gives alone.
@@ -241,14 +241,15 @@ def test_readme_examples_run(engine_lib, engine_bin, shipped_gguf, tmp_path):
         assert res.returncode == 0, f"{code}\n{res.stderr}"
 
 
-def test_pip_install_from_a_clean_clone(engine_bin, shipped_gguf, tmp_path):
-    """git clone, a new virtual environment, `pip install CLONE` (a real, not editable, build of
-    the wheel), then the README's first example from elsewhere: the package and its engine come
-    from the environment, and the text is bitnet-cli's. The new environment sees this one's
-    packages (a .pth file), so nothing is downloaded; the build runs without isolation for the
-    same reason (scikit-build-core is in requirements-dev.txt)."""
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO_ROOT), str(clone)], check=True, timeout=120)
+def test_pip_install_from_a_git_url(engine_bin, shipped_gguf, tmp_path):
+    """A new virtual environment, `pip install git+file://REPO@COMMIT` (pip clones the commit, as
+    for the README's git URL, and builds the wheel: a real, not editable, install), then the
+    README's first example from elsewhere: the package and its engine come from the environment,
+    and the text is bitnet-cli's. The new environment sees this one's packages (a .pth file), so
+    nothing is downloaded; the build runs without isolation for the same reason
+    (scikit-build-core is in requirements-dev.txt)."""
+    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
@@ -256,7 +257,8 @@ def test_pip_install_from_a_clean_clone(engine_bin, shipped_gguf, tmp_path):
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "parent-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("BITNET_BUILD_DIR", "PYTHONPATH")}
-    res = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-build-isolation", str(clone)], env=env,
+    res = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-build-isolation",
+                          f"git+file://{REPO_ROOT}@{commit}"], env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     cwd = shipped_model_copy(tmp_path / "elsewhere")
