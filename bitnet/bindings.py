@@ -296,6 +296,15 @@ class Model(_Handle):
             cap = -n
         raise BitnetError("tokenize: buffer size changed between calls")
 
+    def embedding_tokens(self, text: str | bytes) -> list[int]:
+        """Tokens of text as an embedding model reads it (bitnet-embedding does the same): special
+        tokens parsed, no BOS, and ending with EOS when the model pools the last token (appended
+        unless already there: bitnet-embedding's tokenizer appends <|endoftext|>)."""
+        ids = self.tokenize(text, add_bos=False, parse_special=True)
+        if self.pooling == "last" and self.eos >= 0 and (not ids or ids[-1] != self.eos):
+            ids.append(self.eos)
+        return ids
+
     def token_to_piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = self._lib.bitnet_token_to_piece(self._p, token, buf, 64)

@@ -199,3 +199,48 @@ def test_converter_refuses_use_rms_norm_elsewhere(tiny_packed, tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(click.ClickException, match="use_rms_norm"):
         convert(d, tmp_path / "x.gguf")
+
+
+def test_embedding_tool(case, engine_bin, tmp_path):
+    """bitnet-embedding appends <|endoftext|> as the checkpoint's tokenizer does, and prints the
+    same vectors as the bindings (json and plain, -p and -f)."""
+    import subprocess
+
+    from bitnet.bindings import Context, Model
+
+    _, ckpt, _, gguf = case
+    texts = TEXTS[:3]
+    with Model(gguf) as m, Context(m, n_ctx=512, n_threads=2) as ctx:
+        want = ctx.embed([_hf_ids(ckpt, t) for t in texts])
+    tool = str(engine_bin / "bitnet-embedding")
+    (tmp_path / "texts.txt").write_text("\n".join(t.replace("\n", " ") for t in texts[1:]) + "\n\n")
+    args = [tool, "-m", str(gguf), "-t", "2", "-p", texts[0], "-f", str(tmp_path / "texts.txt")]
+    out = json.loads(subprocess.run(args + ["--embd-output-format", "json"], capture_output=True, text=True,
+                                    check=True).stdout)
+    got = np.array([d["embedding"] for d in out["data"]], dtype=np.float32)
+    assert [d["index"] for d in out["data"]] == [0, 1, 2]
+    np.testing.assert_array_equal(got[:2], want[:2])  # text 2 lost its newlines in the file
+    plain = subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert np.array_equal(np.array(plain[0].split(), dtype=np.float32), want[0])
+    for bad, msg in ((["-m", str(gguf)], "no text given"), (["-m", str(gguf), "-p", "x", "--pooling", "max"], "--pooling"),
+                     (["-m", str(gguf), "-p", "x", "--embd-normalize", "1"], "not supported")):
+        r = subprocess.run([tool] + bad, capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr.startswith("error:") and msg in r.stderr, r.stderr
+
+
+def test_bitnet_model_embed(case):
+    from bitnet.errors import InvalidArgumentError
+    from bitnet.model import BitNetModel
+
+    _, ckpt, _, gguf = case
+    with BitNetModel(gguf, n_threads=2) as model:
+        got = model.embed(TEXTS[:4])
+        with pytest.raises(InvalidArgumentError):
+            model.embed([])
+        with pytest.raises(InvalidArgumentError):
+            model.embed(["x"], pooling="max")
+    from bitnet.bindings import Context, Model
+
+    with Model(gguf) as m, Context(m, n_ctx=512, n_threads=2) as ctx:
+        assert [m.embedding_tokens(t) for t in TEXTS[:4]] == [_hf_ids(ckpt, t) for t in TEXTS[:4]]
+        np.testing.assert_array_equal(got, ctx.embed([_hf_ids(ckpt, t) for t in TEXTS[:4]]))
