@@ -260,6 +260,10 @@ class Model(_Handle):
         return t.decode() if t else None
 
     @property
+    def n_embd(self) -> int:
+        return self._lib.bitnet_model_n_embd(self._p)
+
+    @property
     def pooling(self) -> str:
         """The embedding model's pooling: "none" (not an embedding model), "mean", "cls" or "last"."""
         return POOLING_TYPES[self._lib.bitnet_model_pooling_type(self._p)]

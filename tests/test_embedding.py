@@ -244,3 +244,32 @@ def test_bitnet_model_embed(case):
     with Model(gguf) as m, Context(m, n_ctx=512, n_threads=2) as ctx:
         assert [m.embedding_tokens(t) for t in TEXTS[:4]] == [_hf_ids(ckpt, t) for t in TEXTS[:4]]
         np.testing.assert_array_equal(got, ctx.embed([_hf_ids(ckpt, t) for t in TEXTS[:4]]))
+
+
+def test_server_embeddings(qwen3_packed, engine_lib, tmp_path_factory):
+    """/v1/embeddings through the official openai client (which asks for base64) and plain HTTP."""
+    openai = pytest.importorskip("openai")
+    from conftest import convert_to
+    from utils.load_test import local_server, request
+
+    from bitnet.bindings import Context, Model
+
+    gguf = convert_to(qwen3_packed, "i2_s")
+    with Model(gguf) as m, Context(m, n_ctx=512, n_threads=1) as ctx:
+        want = ctx.embed([m.embedding_tokens(t) for t in TEXTS[:3]])
+        ids = m.embedding_tokens(TEXTS[0])
+    log = tmp_path_factory.mktemp("emb-server") / "server.log"
+    with local_server(gguf, ["-c", "512", "-t", "1"], log_path=log) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        r = client.embeddings.create(model=client.models.list().data[0].id, input=TEXTS[:3])
+        np.testing.assert_array_equal(np.array([d.embedding for d in r.data], dtype=np.float32), want)
+        status, body = request(url, "POST", "/v1/embeddings", {"input": ids, "encoding_format": "float"})
+        assert status == 200 and body["data"][0]["embedding"] == [float(x) for x in want[0]]
+        assert body["usage"] == {"prompt_tokens": len(ids), "total_tokens": len(ids)}
+        status, body = request(url, "POST", "/v1/embeddings", {"input": [ids], "dimensions": 64})
+        v = np.array(body["data"][0]["embedding"])
+        np.testing.assert_allclose(v, want[0][:64] / np.linalg.norm(want[0][:64]), atol=1e-6)
+        for bad, param in (({"input": [[10**6]]}, "input[0]"), ({"input": "x", "dimensions": 999}, "dimensions"),
+                           ({"input": "x", "encoding_format": "hex"}, "encoding_format"), ({"input": []}, "input")):
+            status, body = request(url, "POST", "/v1/embeddings", bad)
+            assert status == 400 and body["error"]["param"] == param, (bad, body)
