@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from bitnet.common import DEFAULT_MODEL, default_threads, run_cli, threads_option
+from bitnet.common import DEFAULT_MODEL, BitnetError, default_threads, run_cli, threads_option
 
 
 
@@ -75,23 +75,54 @@ from bitnet.common import DEFAULT_MODEL, default_threads, run_cli, threads_optio
 @click.option("-fa", "--flash-attn", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="on: tiled attention; off: the exact attention in torch's summation order (needs -ctk f32 "
                    "-ctv f32).")
+@click.option("--spec", type=click.Choice(["off", "ngram", "draft"]), default="off", show_default=True,
+              help="Speculative decoding for every request: ngram drafts by lookup in the prompt and the text so "
+                   "far, draft with the small model of -md. Greedy answers stay token for token the same; "
+                   "sampled ones keep the model's distribution.")
+@click.option("-md", "--model-draft", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Draft model (implies --spec draft): a smaller GGUF with the same tokenizer.")
+@click.option("--draft-max", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Most tokens drafted per step (the length adapts to the recent acceptance rate).")
+@click.option("--draft-min", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fewest tokens a draft must have to be verified.")
+@click.option("--draft-p-min", type=click.FloatRange(min=0, max=1), default=0.75, show_default=True,
+              help="--spec draft: stop drafting when the draft model's top probability falls below this.")
+@click.option("--spec-ngram-min", type=click.IntRange(min=1), default=2, show_default=True,
+              help="--spec ngram: shortest n-gram looked up.")
+@click.option("--spec-ngram-max", type=click.IntRange(min=1), default=4, show_default=True,
+              help="--spec ngram: longest n-gram looked up.")
 def main(model: Path, system_prompt: str | None, n_predict: int, threads: int, ctx_size: int,
          temperature: float, host: str, port: int, parallel: int, queue_size: int, batch_size: int,
          api_key: str | None, max_body_size: int, body_timeout: float, max_header_size: int,
          header_timeout: float, max_connections: int, use_mmap: bool, cache_type_k: str, cache_type_v: str,
-         flash_attn: str) -> None:
+         flash_attn: str, spec: str, model_draft: Path | None, draft_max: int, draft_min: int,
+         draft_p_min: float, spec_ngram_min: int, spec_ngram_max: int) -> None:
     """Serve a converted BitNet model over an OpenAI-compatible HTTP API."""
     from bitnet.server.http import ConnectionLimits
     from bitnet.server.serve import serve
 
     if api_key is not None and not api_key.strip():
         raise click.BadParameter("the API key is empty", param_hint="--api-key")
+    if model_draft is not None and spec == "off":
+        spec = "draft"  # as bitnet-cli and llama-server: a draft model means draft speculation
+    if spec == "draft" and model_draft is None:
+        raise BitnetError("--spec draft needs a draft model: give -md FILE")
+    if spec == "ngram" and model_draft is not None:
+        raise BitnetError("-md is the draft model of --spec draft, not of --spec ngram")
+    if draft_min > draft_max:
+        raise BitnetError("needs --draft-min <= --draft-max")
+    if spec_ngram_min > spec_ngram_max:
+        raise BitnetError("n-gram sizes need --spec-ngram-min <= --spec-ngram-max")
+    speculation = None if spec == "off" else {
+        "mode": spec, "draft_max": draft_max, "draft_min": draft_min, "draft_p_min": draft_p_min,
+        "ngram_min": spec_ngram_min, "ngram_max": spec_ngram_max}
     serve(model, host=host, port=port, threads=threads, ctx_size=ctx_size, parallel=parallel,
           queue_size=queue_size, batch_size=batch_size, n_predict=n_predict, temperature=temperature,
           system_prompt=system_prompt, api_key=api_key, max_body_size=max_body_size, body_timeout=body_timeout,
           limits=ConnectionLimits(max_connections=max_connections, header_timeout=header_timeout,
                                   max_header_size=max_header_size),
-          use_mmap=use_mmap, type_k=cache_type_k, type_v=cache_type_v, flash_attn=flash_attn == "on")
+          use_mmap=use_mmap, type_k=cache_type_k, type_v=cache_type_v, flash_attn=flash_attn == "on",
+          speculation=speculation, draft_path=model_draft)
 
 
 if __name__ == "__main__":

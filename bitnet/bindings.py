@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,8 @@ class _SamplerParams(ctypes.Structure):
         ("repeat_penalty", ctypes.c_float),
         ("repeat_last_n", ctypes.c_int32),
         ("seed", ctypes.c_uint64),
+        ("presence_penalty", ctypes.c_float),
+        ("frequency_penalty", ctypes.c_float),
     ]
 
 
@@ -151,6 +153,7 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         "bitnet_sampler_free": (None, [P]),
         "bitnet_sampler_accept": (None, [P, c.c_int32]),
         "bitnet_sampler_reset": (None, [P]),
+        "bitnet_sampler_set_logit_bias": (c.c_int, [P, c.POINTER(c.c_int32), c.POINTER(c.c_float), c.c_int32]),
         "bitnet_sampler_sample": (c.c_int32, [P, c.POINTER(c.c_float), c.c_int32]),
         "bitnet_spec_default_params": (_SpecParams, []),
         "bitnet_spec_new": (P, [P, P, c.POINTER(_SpecParams), P]),
@@ -539,11 +542,25 @@ class Sampler(_Handle):
     _free = "bitnet_sampler_free"
 
     def __init__(self, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
-                 repeat_penalty: float = 1.0, repeat_last_n: int = 64, seed: int = 0):
+                 repeat_penalty: float = 1.0, repeat_last_n: int = 64, seed: int = 0,
+                 presence_penalty: float = 0.0, frequency_penalty: float = 0.0,
+                 logit_bias: Mapping[int, float] | None = None):
         self._lib = load_library()
-        p = _SamplerParams(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed)
+        p = _SamplerParams(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed,
+                           presence_penalty, frequency_penalty)
         self._p = self._lib.bitnet_sampler_new(ctypes.byref(p))
         if not self._p:
+            raise _error()
+        if logit_bias:
+            self.set_logit_bias(logit_bias)
+
+    def set_logit_bias(self, bias: Mapping[int, float]) -> None:
+        """Adds ``bias[token]`` to that token's logit before penalties and cuts (``-inf`` bans it);
+        replaces any earlier bias."""
+        n = len(bias)
+        ids = (ctypes.c_int32 * n)(*(int(t) for t in bias))
+        vals = (ctypes.c_float * n)(*(float(v) for v in bias.values()))
+        if self._lib.bitnet_sampler_set_logit_bias(self._p, ids, vals, n) != 0:
             raise _error()
 
 

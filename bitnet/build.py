@@ -32,7 +32,9 @@ def _package_bin_dir(name: str) -> str | None:
             import ninja
 
             return ninja.BIN_DIR or None
-    except ImportError:
+    except (ImportError, AttributeError):
+        # AttributeError: without the PyPI package, the repository's own cmake/ folder (toolchain
+        # files) imports as an empty namespace package when Python runs from the repository root.
         return None
     return None
 

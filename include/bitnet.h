@@ -218,6 +218,10 @@ typedef struct bitnet_sampler_params {
     float repeat_penalty; /* 1: off */
     int32_t repeat_last_n;
     uint64_t seed;
+    /* OpenAI's penalties (0: off), over the last repeat_last_n tokens: a token seen c times
+     * there loses c * frequency_penalty + presence_penalty from its logit. */
+    float presence_penalty;
+    float frequency_penalty;
 } bitnet_sampler_params;
 
 BITNET_API bitnet_sampler_params bitnet_sampler_default_params(void);
@@ -226,6 +230,12 @@ BITNET_API void bitnet_sampler_free(bitnet_sampler* sampler);
 /* Records a token (prompt or generated) for the repetition penalty. */
 BITNET_API void bitnet_sampler_accept(bitnet_sampler* sampler, bitnet_token token);
 BITNET_API void bitnet_sampler_reset(bitnet_sampler* sampler);
+/* Adds bias[i] to the logit of ids[i] before the penalties and cuts (-INFINITY bans the token);
+ * replaces any earlier bias, n = 0 clears it. Ids past the vocabulary are ignored (a sampler does
+ * not know its model). 0, or -1 (and bitnet_last_error) for n < 0, NULL arrays, a negative id, or
+ * a bias that is NaN or +inf. */
+BITNET_API int bitnet_sampler_set_logit_bias(bitnet_sampler* sampler, const bitnet_token* ids,
+                                             const float* bias, int32_t n);
 /* Picks the next token from logits[0..n_vocab) (not modified). Does not accept it. NaN logits
  * count as -inf; when no logit is finite, the first largest one is taken. -1 (and
  * bitnet_last_error) when logits is NULL or n_vocab <= 0. */

@@ -68,3 +68,42 @@ def test_repetition_penalty_demotes_seen_tokens():
     assert s.sample(logits) == 0
     s.accept(0)  # 3.0 / 1.5 = 2.0 < 2.9
     assert s.sample(logits) == 1
+
+
+def test_presence_and_frequency_penalties_subtract_counts():
+    from bitnet.bindings import Sampler
+
+    # OpenAI's rule: logit - count * frequency - (count > 0) * presence, over the recent window.
+    logits = np.array([3.0, 2.5, 2.2, -1.0], dtype=np.float32)
+    s = Sampler(temperature=0, presence_penalty=0.4, repeat_last_n=8)
+    s.accept(0)  # 3.0 - 0.4 = 2.6 still beats 2.5
+    assert s.sample(logits) == 0
+    s.accept(0)  # presence does not grow with the count
+    assert s.sample(logits) == 0
+    f = Sampler(temperature=0, frequency_penalty=0.3, repeat_last_n=8)
+    f.accept(0)  # 2.7
+    assert f.sample(logits) == 0
+    f.accept(0)  # 2.4 < 2.5
+    assert f.sample(logits) == 1
+    w = Sampler(temperature=0, frequency_penalty=0.3, repeat_last_n=1)
+    w.accept(0), w.accept(1)  # only the last token is in the window: token 1 pays, 0 does not
+    assert w.sample(logits) == 0
+
+
+def test_logit_bias_moves_and_bans_tokens():
+    from bitnet.bindings import Sampler
+    from bitnet.errors import BitnetError
+
+    logits = np.array([3.0, 2.5, 2.2, -1.0], dtype=np.float32)
+    assert Sampler(temperature=0, logit_bias={3: 5.0}).sample(logits) == 3
+    banned = Sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=5,
+                     logit_bias={0: float("-inf"), 1: float("-inf")})
+    assert {banned.sample(logits) for _ in range(300)} == {2, 3}
+    s = Sampler(temperature=0, logit_bias={0: -10.0})
+    assert s.sample(logits) == 1
+    s.set_logit_bias({})  # cleared
+    assert s.sample(logits) == 0
+    with pytest.raises(BitnetError, match="below \\+inf"):
+        Sampler(logit_bias={1: float("nan")})
+    with pytest.raises(BitnetError, match="finite"):
+        Sampler(presence_penalty=float("inf"))

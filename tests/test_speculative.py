@@ -192,3 +192,62 @@ def test_package_and_scheduler_speculation(engine_lib, shipped_gguf):
         assert [spec.generate(p, max_new_tokens=None) for p in prompts[:2]] == want_long
         s = spec._scheduler.stats()
         assert 0 < s.spec_accepted_total <= s.spec_drafted_total, s
+
+
+def _server_text(url: str, prompt: str) -> str:
+    from utils.load_test import request
+
+    status, body = request(url, "POST", "/v1/completions",
+                           {"prompt": prompt, "max_tokens": 40, "temperature": 0})
+    assert status == 200, body
+    return body["choices"][0]["text"]
+
+
+def _metric(url: str, name: str) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    m = re.search(rf"^\S*{name} (\S+)$", text, re.M)
+    assert m, text
+    return float(m[1])
+
+
+@pytest.mark.parametrize("spec", [["--spec", "ngram"], ["-md", "self"]])
+def test_server_speculation_same_greedy_text(engine_lib, targets, spec):
+    """run_inference_server.py --spec: the same greedy texts as without it, and guesses were
+    verified (a draft model equal to the target keeps every one of them)."""
+    from utils.load_test import local_server
+
+    model = targets["shipped-i2_s"]
+    spec = [str(model) if a == "self" else a for a in spec]
+    prompts = [PROMPTS[0], PROMPTS[3]]
+    with local_server(model, ["-t", "1", "-np", "1"]) as url:
+        plain = [_server_text(url, p) for p in prompts]
+    with local_server(model, ["-t", "1", "-np", "1", *spec]) as url:
+        assert [_server_text(url, p) for p in prompts] == plain
+        drafted = _metric(url, "spec_drafted_tokens_total")
+        accepted = _metric(url, "spec_accepted_tokens_total")
+    assert drafted > 0
+    if "-md" in spec:
+        assert accepted == drafted
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--spec", "draft"], "needs a draft model"),
+    (["--spec", "ngram", "-md", "x.gguf"], "-md is the draft model of --spec draft"),
+    (["--spec", "ngram", "--spec-ngram-min", "3", "--spec-ngram-max", "2"], "n-gram sizes"),
+    (["--spec", "draft", "-md", "missing.gguf"], "draft model file missing.gguf not found"),
+    (["--spec", "draft", "-md", "tiny"], "same tokenizer"),
+])
+def test_server_bad_speculation_flags(engine_lib, targets, flags, message):
+    import sys
+
+    import gguf_craft as gc
+    from bitnet.common import REPO_ROOT
+    from utils.load_test import free_port
+
+    flags = [str(targets["tiny-i2_s"]) if a == "tiny" else a for a in flags]
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "run_inference_server.py"), "-m",
+                        str(targets["shipped-i2_s"]), "-t", "1", "--port", str(free_port()), *flags],
+                       capture_output=True, text=True, timeout=120)
+    gc.assert_one_line_error(r, message)

@@ -315,6 +315,8 @@ bitnet_sampler_params bitnet_sampler_default_params(void) {
     p.repeat_penalty = d.repeat_penalty;
     p.repeat_last_n = d.repeat_last_n;
     p.seed = d.seed;
+    p.presence_penalty = d.presence_penalty;
+    p.frequency_penalty = d.frequency_penalty;
     return p;
 }
 
@@ -332,6 +334,10 @@ bitnet_sampler* bitnet_sampler_new(const bitnet_sampler_params* params) {
         p.repeat_penalty = params->repeat_penalty;
         p.repeat_last_n = params->repeat_last_n;
         p.seed = params->seed;
+        p.presence_penalty = params->presence_penalty;
+        p.frequency_penalty = params->frequency_penalty;
+        if (!std::isfinite(p.presence_penalty) || !std::isfinite(p.frequency_penalty))
+            bitnet::fail("presence and frequency penalties must be finite");
         if (!(p.repeat_penalty > 0.0f)) bitnet::fail("repeat penalty must be positive");
         // Infinite values turn a zero logit into 0 * inf = NaN (the penalty) or every weight into
         // e^0 (the temperature): refused rather than given a meaning.
@@ -344,6 +350,24 @@ bitnet_sampler* bitnet_sampler_new(const bitnet_sampler_params* params) {
 void bitnet_sampler_free(bitnet_sampler* sampler) { delete sampler; }
 void bitnet_sampler_accept(bitnet_sampler* sampler, bitnet_token token) { sampler->s.accept(token); }
 void bitnet_sampler_reset(bitnet_sampler* sampler) { sampler->s.reset(); }
+int bitnet_sampler_set_logit_bias(bitnet_sampler* sampler, const bitnet_token* ids, const float* bias,
+                                  int32_t n) {
+    return guarded<>(-1, [&] {
+        if (!sampler) bitnet::fail("bitnet_sampler_set_logit_bias: no sampler");
+        if (n < 0 || (n > 0 && (!ids || !bias)))
+            bitnet::fail("bitnet_sampler_set_logit_bias: bad arrays (n = %d)", n);
+        std::vector<std::pair<int32_t, float>> v;
+        v.reserve(n);
+        for (int32_t i = 0; i < n; ++i) {
+            if (ids[i] < 0) bitnet::fail("logit bias: token id %d is negative", ids[i]);
+            if (std::isnan(bias[i]) || bias[i] == INFINITY)
+                bitnet::fail("logit bias of token %d must be a number below +inf", ids[i]);
+            v.emplace_back(ids[i], bias[i]);
+        }
+        sampler->s.set_logit_bias(std::move(v));
+        return 0;
+    });
+}
 bitnet_token bitnet_sampler_sample(bitnet_sampler* sampler, const float* logits, int32_t n_vocab) {
     return guarded<>((bitnet_token)-1, [&] {
         if (!logits || n_vocab <= 0)

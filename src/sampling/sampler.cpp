@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
+#include <unordered_map>
 
 namespace bitnet {
 
@@ -25,13 +25,21 @@ size_t Sampler::prepare(const float* logits, int32_t n_vocab) {
     for (int32_t i = 0; i < n_vocab; ++i)
         cand_[i] = {std::isnan(logits[i]) ? -INFINITY : logits[i], i};
 
-    if (p_.repeat_penalty != 1.0f && !history_.empty()) {
-        // CTRL-style penalty, as llama.cpp: divide positive logits, multiply negative ones.
-        std::unordered_set<int32_t> seen(history_.begin(), history_.end());
-        for (int32_t t : seen) {
+    // llama.cpp's order: the bias first, then the penalties over the recent tokens.
+    for (const auto& [t, b] : bias_)
+        if (t >= 0 && t < n_vocab) cand_[t].first += b;
+
+    const bool penalize = p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f ||
+                          p_.frequency_penalty != 0.0f;
+    if (penalize && !history_.empty()) {
+        std::unordered_map<int32_t, int32_t> seen;
+        for (int32_t t : history_) ++seen[t];
+        for (const auto& [t, count] : seen) {
             if (t < 0 || t >= n_vocab) continue;
             float& l = cand_[t].first;
-            l = l > 0.0f ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+            // CTRL-style penalty, as llama.cpp: divide positive logits, multiply negative ones.
+            if (p_.repeat_penalty != 1.0f) l = l > 0.0f ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+            l -= (float)count * p_.frequency_penalty + p_.presence_penalty;
         }
     }
 

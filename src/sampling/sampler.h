@@ -17,6 +17,10 @@ struct SamplerParams {
     float min_p = 0.05f;
     float repeat_penalty = 1.0f;
     int32_t repeat_last_n = 64;
+    // OpenAI's penalties, over the same last repeat_last_n tokens: a token seen c times loses
+    // c * frequency_penalty + presence_penalty (when c > 0) from its logit.
+    float presence_penalty = 0.0f;
+    float frequency_penalty = 0.0f;
     uint64_t seed = 0;
 };
 
@@ -25,6 +29,8 @@ public:
     explicit Sampler(const SamplerParams& p);
     void accept(int32_t token);
     void reset();
+    // Added to the logits before anything else (-inf bans a token); replaces any earlier set.
+    void set_logit_bias(std::vector<std::pair<int32_t, float>> bias) { bias_ = std::move(bias); }
     // logits are not modified.
     int32_t sample(const float* logits, int32_t n_vocab);
     // The distribution sample() draws from, as (token, probability) pairs summing to 1 in
@@ -47,6 +53,7 @@ private:
     SamplerParams p_;
     std::mt19937_64 rng_;
     std::deque<int32_t> history_;
+    std::vector<std::pair<int32_t, float>> bias_;
     std::vector<std::pair<float, int32_t>> cand_;  // (logit or prob, token)
     std::vector<double> w_;                         // weights of cand_[0..n) after prepare()
 };

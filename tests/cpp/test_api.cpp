@@ -126,7 +126,23 @@ void test_sampler() {
     CHECK(t >= 0 && t < 100 && t % 2 == 0);
     nan[7] = INFINITY;
     CHECK(bitnet_sampler_sample(s, nan.data(), 100) == 7);
+    const bitnet_token id = 3;
+    const float bad = NAN, plus_inf = INFINITY, ok = -INFINITY;
+    CHECK_ERR(bitnet_sampler_set_logit_bias(s, &id, &bad, 1), -1, "number");
+    CHECK_ERR(bitnet_sampler_set_logit_bias(s, &id, &plus_inf, 1), -1, "number");
+    CHECK_ERR(bitnet_sampler_set_logit_bias(s, nullptr, &ok, 1), -1, "bad arrays");
+    CHECK_ERR(bitnet_sampler_set_logit_bias(s, &id, &ok, -1), -1, "bad arrays");
+    const bitnet_token neg = -1;
+    CHECK_ERR(bitnet_sampler_set_logit_bias(s, &neg, &ok, 1), -1, "negative");
+    CHECK(bitnet_sampler_set_logit_bias(s, &id, &ok, 1) == 0);
+    CHECK(bitnet_sampler_set_logit_bias(s, nullptr, nullptr, 0) == 0);
     bitnet_sampler_free(s);
+    p = bitnet_sampler_default_params();
+    p.presence_penalty = INFINITY;
+    CHECK_ERR(bitnet_sampler_new(&p) == nullptr, 1, "finite");
+    p = bitnet_sampler_default_params();
+    p.frequency_penalty = NAN;
+    CHECK_ERR(bitnet_sampler_new(&p) == nullptr, 1, "finite");
 }
 
 }  // namespace

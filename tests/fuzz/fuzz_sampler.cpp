@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (logits.empty()) return 0;
     std::memcpy(logits.data(), data, logits.size() * 4);
 
-    bitnet_sampler_params p;
+    bitnet_sampler_params p = bitnet_sampler_default_params();
     p.temperature = r.temperature;
     p.top_k = r.top_k;
     p.top_p = r.top_p;
