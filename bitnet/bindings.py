@@ -27,6 +27,10 @@ class _ContextParams(ctypes.Structure):
                 ("certified_top_k", ctypes.c_int32)]
 
 
+# Embedding poolings by the numbers of bitnet_model_pooling_type (llama.cpp's).
+POOLING_TYPES = ("none", "mean", "cls", "last")
+POOLING_IDS = {name: i for i, name in enumerate(POOLING_TYPES)}
+
 # KV cache types by their names in -ctk/-ctv (ggml type ids, as include/bitnet.h numbers them).
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
 
@@ -142,6 +146,9 @@ def load_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         "bitnet_seq_length": (c.c_int32, [P, c.c_int32]),
         "bitnet_seq_clear": (None, [P, c.c_int32]),
         "bitnet_seq_truncate": (None, [P, c.c_int32, c.c_int32]),
+        "bitnet_model_pooling_type": (c.c_int32, [P]),
+        "bitnet_embed": (c.c_int32, [P, c.POINTER(c.c_int32), c.POINTER(c.c_int32), c.c_int32, c.c_int32,
+                                     c.c_int32, c.POINTER(c.c_float)]),
         "bitnet_sampler_default_params": (_SamplerParams, []),
         "bitnet_sampler_new": (P, [c.POINTER(_SamplerParams)]),
         "bitnet_sampler_free": (None, [P]),
@@ -257,6 +264,15 @@ class Model(_Handle):
         return t.decode() if t else None
 
     @property
+    def n_embd(self) -> int:
+        return self._lib.bitnet_model_n_embd(self._p)
+
+    @property
+    def pooling(self) -> str:
+        """The embedding model's pooling: "none" (not an embedding model), "mean", "cls" or "last"."""
+        return POOLING_TYPES[self._lib.bitnet_model_pooling_type(self._p)]
+
+    @property
     def bos(self) -> int:
         return self._lib.bitnet_token_bos(self._p)
 
@@ -287,6 +303,15 @@ class Model(_Handle):
                 return list(out[:n])
             cap = -n
         raise BitnetError("tokenize: buffer size changed between calls")
+
+    def embedding_tokens(self, text: str | bytes) -> list[int]:
+        """Tokens of text as an embedding model reads it (bitnet-embedding does the same): special
+        tokens parsed, no BOS, and ending with EOS when the model pools the last token (appended
+        unless already there: bitnet-embedding's tokenizer appends <|endoftext|>)."""
+        ids = self.tokenize(text, add_bos=False, parse_special=True)
+        if self.pooling == "last" and self.eos >= 0 and (not ids or ids[-1] != self.eos):
+            ids.append(self.eos)
+        return ids
 
     def token_to_piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
@@ -452,6 +477,25 @@ class Context(_Handle):
         if self._lib.bitnet_decode_batch(self._p, tok, seq, pos, want, n) != 0:
             raise _error()
         return self._logits(self._lib.bitnet_get_logits_ith, rows)
+
+    def embed(self, texts: Sequence[Sequence[int]], pooling: str | None = None,
+              normalize: bool = True) -> np.ndarray:
+        """Embeddings (len(texts), n_embd) float32 of token lists (see bitnet_embed): pooled by the
+        model's pooling or `pooling` (mean, cls, last), L2-normalized unless normalize is False.
+        Raises BitnetError for empty or overlong texts and ValueError for an unknown pooling."""
+        if pooling is not None and pooling not in POOLING_IDS:
+            raise ValueError(f"pooling {pooling!r}: use one of {', '.join(p for p in POOLING_IDS if p != 'none')}")
+        lens = np.array([len(t) for t in texts], dtype=np.int32)
+        tok = np.ascontiguousarray(np.concatenate([np.asarray(t, dtype=np.int32) for t in texts])
+                                   if len(texts) else np.zeros(0, np.int32), dtype=np.int32)
+        out = np.empty((len(texts), self._lib.bitnet_model_n_embd(self.model._p)), dtype=np.float32)
+        i32 = ctypes.POINTER(ctypes.c_int32)
+        rc = self._lib.bitnet_embed(self._p, tok.ctypes.data_as(i32), lens.ctypes.data_as(i32), len(texts),
+                                    -1 if pooling is None else POOLING_IDS[pooling], int(normalize),
+                                    out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        if rc != 0:
+            raise _error()
+        return out
 
     def seq_length(self, seq: int) -> int:
         """Tokens cached for sequence seq. Raises BitnetError for an invalid seq."""

@@ -149,6 +149,7 @@ class BitNetModel:
         self._scheduler.start()
         self._vocab: Vocab | None = None
         self._lock = threading.Lock()
+        self._embed_lock = threading.Lock()  # embed() contexts, apart from the scheduler's
         self.last_eval_tokens = 0    # prompt tokens the latest finished request evaluated
         self.last_cached_tokens = 0  # prompt tokens it found in the cache instead
         self.last_generated_tokens = 0
@@ -193,6 +194,23 @@ class BitNetModel:
         tokens (``<|eot_id|>``) become those tokens."""
         self._check_open()
         return self._model.tokenize(text, add_bos=add_bos, parse_special=special)
+
+    def embed(self, texts: Sequence[str], *, pooling: str | None = None, normalize: bool = True):
+        """Embeddings of texts, a float32 array (len(texts), n_embd), for an embedding model
+        (bitnet-embedding-0.6b): each text tokenized as bindings.Model.embedding_tokens says,
+        pooled by the model's pooling or `pooling` (mean, cls, last), L2-normalized unless
+        normalize is False. The texts run together in a context of their own (up to 8 per batch),
+        apart from generation's. InvalidArgumentError for no texts, a text of no tokens or an
+        unknown pooling."""
+        self._check_open()
+        ids = [self._model.embedding_tokens(t) for t in texts]
+        if not ids or any(not i for i in ids):
+            raise InvalidArgumentError("embed needs at least one text, each of at least one token")
+        if pooling is not None and pooling not in ("mean", "cls", "last"):
+            raise InvalidArgumentError(f"pooling {pooling!r}: use mean, cls or last")
+        with self._embed_lock, bindings.Context(self._model, n_ctx=max(map(len, ids)), n_threads=self.n_threads,
+                                          n_batch=max(self.n_batch, 512), n_seq_max=min(8, len(ids))) as ctx:
+            return ctx.embed(ids, pooling=pooling, normalize=normalize)
 
     def detokenize(self, tokens: Sequence[int], special: bool = True) -> str:
         """The text of tokens (Hugging Face's decode); special=False leaves control tokens out (text

@@ -194,6 +194,20 @@ BITNET_API void bitnet_seq_clear(bitnet_context* ctx, int32_t seq);
  * no change). An invalid seq is ignored (and reported in bitnet_last_error). */
 BITNET_API void bitnet_seq_truncate(bitnet_context* ctx, int32_t seq, int32_t n_keep);
 
+/* Embeddings (embedding models such as bitnet-embedding-0.6b; no output layer runs).
+ * The model's pooling, llama.cpp's numbering: 0 none (not an embedding model), 1 mean, 2 cls,
+ * 3 last token. */
+BITNET_API int32_t bitnet_model_pooling_type(const bitnet_model* model);
+/* Embeds n_texts texts, text t being n_tokens[t] tokens of `tokens` (concatenated), into out
+ * (n_texts * bitnet_model_n_embd floats): the final-norm hidden states pooled (pooling -1: the
+ * model's), L2-normalized when normalize != 0. The texts run bitnet_context_n_seq_max at a time
+ * as separate sequences in shared batches; every sequence must be empty before the call and is
+ * empty after it (no KV is kept between texts). Include the model's end token yourself where it
+ * pools the last one (bitnet-embedding appends <|endoftext|>). 0 on success, -1 on error
+ * (bitnet_last_error). */
+BITNET_API int32_t bitnet_embed(bitnet_context* ctx, const bitnet_token* tokens, const int32_t* n_tokens,
+                                int32_t n_texts, int32_t pooling, int32_t normalize, float* out);
+
 /* ---- sampling ------------------------------------------------------------------------- */
 
 typedef struct bitnet_sampler_params {

@@ -378,7 +378,7 @@ def test_info_special_ids_and_end_of_generation(driver, vocab):
 
 
 @pytest.mark.parametrize("case, message", [
-    ({"pre": "qwen2"}, "pre-tokenizer 'qwen2' is not supported"),
+    ({"pre": "deepseek-llm"}, "pre-tokenizer 'deepseek-llm' is not supported"),
     ({"model": "bert"}, "tokenizer model 'bert' is not supported"),
     ({"drop_token": "Ġ"}, "lacks the token for byte 0x20"),
     ({"extra_merges": ("Ġ nosuchtoken",)}, "refers to a token not in the vocabulary"),

@@ -10,7 +10,13 @@ and the references (transformers, tests/reference_bitnet.py) treat it as the rea
                 master weights ternarized on the fly, tied embeddings, rope θ 10000;
   llama         HF1BitLLM/Llama3-8B-1.58-100B-tokens and tiiuae Falcon3-*-1.58bit
                 (LlamaForCausalLM + quantization_config {quant_method: bitnet}): SiLU FFN, no
-                sub-norms, separate lm_head, optional explicit head_dim.
+                sub-norms, separate lm_head, optional explicit head_dim;
+  qwen3         microsoft/bitnet-embedding-0.6b (Qwen3ForCausalLM + quantization_config
+                {quant_method: bitnet, use_rms_norm: true}): an RMSNorm inside every BitLinear
+                (`<proj>.rms_norm.weight`, the width of the projection's input), per-head q_norm /
+                k_norm before RoPE, head_dim 128 != hidden/heads, tied embeddings, rope θ 1e6, and
+                a byte-level BPE with Qwen2's split rules whose post-processor appends
+                <|endoftext|> (the token whose hidden state is the embedding).
 
 Each directory holds config.json, model.safetensors, tokenizer.json + tokenizer_config.json (with
 a chat template) and generation_config.json. Weights are random but deterministic in --seed;
@@ -64,7 +70,7 @@ from bitnet.convert.vocab import build_spm_tokenizer  # noqa: E402
 
 BF16 = ml_dtypes.bfloat16
 
-ARCHS = ("bitnet-b1.58", "bitnet", "llama")
+ARCHS = ("bitnet-b1.58", "bitnet", "llama", "qwen3")
 # Per architecture: config defaults, the checkpoint formats it exists in (first = default), and
 # its sub-norm tensor names (attention, FFN) under model.layers.N.
 ARCH_INFO: dict[str, dict] = {
@@ -73,6 +79,8 @@ ARCH_INFO: dict[str, dict] = {
     "bitnet": dict(rope_theta=10000.0, eps=1e-5, tied=True, formats=("fp16",),
                    sub_norms=("self_attn.inner_attn_ln", "mlp.ffn_layernorm")),
     "llama": dict(rope_theta=500000.0, eps=1e-5, tied=False, formats=("packed", "packed-auto", "bf16"),
+                  sub_norms=None),
+    "qwen3": dict(rope_theta=1000000.0, eps=1e-6, tied=True, formats=("packed", "packed-auto", "bf16"),
                   sub_norms=None),
 }
 
@@ -108,6 +116,11 @@ PRESETS: dict[str, dict] = {
                        vocab=131072, ctx=8192, rope_theta=1000042.0, eps=1e-6),
     "falcon3-10b": dict(arch="llama", hidden=3072, layers=40, heads=12, kv_heads=4, head_dim=256, ffn=23040,
                         vocab=131072, ctx=32768, rope_theta=1000042.0, eps=1e-6),
+    # Qwen3 backbone of BitNet embedding models. qwen3-tiny keeps head_dim 128 != hidden/heads.
+    "qwen3-tiny": dict(arch="qwen3", hidden=256, layers=2, heads=4, kv_heads=2, head_dim=128, ffn=512, vocab=1000,
+                       ctx=512),
+    "bitnet-embedding-0.6b": dict(arch="qwen3", hidden=1024, layers=28, heads=16, kv_heads=8, head_dim=128,
+                                  ffn=3072, vocab=151936, ctx=32768),
 }
 
 # Llama-3's pre-tokenizer split; applied before the byte-level mapping (which gets no regex).
@@ -123,6 +136,10 @@ BOS, EOS_TEXT, START_HEADER, END_HEADER, EOT = (
     "<|eot_id|>",
 )
 NAMED_SPECIALS = [BOS, EOS_TEXT, START_HEADER, END_HEADER, EOT]
+# Qwen2's split (Llama-3's with single digits) and the special tokens of Qwen3's vocabulary.
+QWEN2_SPLIT = LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
+QWEN_EOS, QWEN_IM_START, QWEN_IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+QWEN_SPECIALS = [QWEN_EOS, QWEN_IM_START, QWEN_IM_END]
 
 # The chat format of bitnet-b1.58-2B-4T: "<bos>User: hi<|eot_id|>Assistant: ".
 CHAT_TEMPLATE = (
@@ -175,7 +192,7 @@ def resolve_config(preset: str, arch: str | None = None, **overrides: int | None
         shape["head_dim"] = shape["hidden"] // shape["heads"]
     if shape["head_dim"] % 2:
         raise click.ClickException(f"head dimension {shape['head_dim']} must be even for RoPE")
-    if arch != "llama" and shape["head_dim"] * shape["heads"] != shape["hidden"]:
+    if arch not in ("llama", "qwen3") and shape["head_dim"] * shape["heads"] != shape["hidden"]:
         # BitNet's sub-norm before o_proj has hidden_size weights in both reference models.
         raise click.ClickException(f"architecture {arch} needs head_dim * heads == hidden")
     for key in ("hidden", "ffn", "head_dim"):
@@ -261,12 +278,19 @@ def _tensor_specs(shape: dict, seed: int, fmt: str) -> Iterator[tuple[str, str, 
         yield p + "input_layernorm.weight", st_float, [hidden], norm(p + "input_layernorm.weight", hidden)
         for suffix, out_f, in_f in _linears(shape):
             name = p + suffix + ".weight"
+            if shape["arch"] == "qwen3":  # use_rms_norm: BitLinear's own input norm
+                nin = p + suffix + ".rms_norm.weight"
+                yield nin, st_float, [in_f], norm(nin, in_f)
             if fmt in ("packed", "packed-auto"):
                 weight, scale = linear_packed(name, out_f, in_f)
                 yield name, "U8", [out_f // 4, in_f], weight
                 yield p + suffix + ".weight_scale", "BF16", [1], scale
             else:
                 yield name, st_float, [out_f, in_f], linear_master(name, out_f, in_f)
+            if suffix == "self_attn.v_proj" and shape["arch"] == "qwen3":
+                for qk in ("q_norm", "k_norm"):
+                    nm = p + "self_attn." + qk + ".weight"
+                    yield nm, st_float, [shape["head_dim"]], norm(nm, shape["head_dim"])
             if suffix == "self_attn.v_proj" and sub_norms:
                 sub = p + sub_norms[0] + ".weight"
                 yield sub, st_float, [hidden], norm(sub, hidden)
@@ -365,6 +389,61 @@ def build_tokenizer(vocab_size: int, corpus: list[str] | None = None):
     )
     assert tok.get_vocab_size() == vocab_size
     return tok
+
+
+def build_qwen_tokenizer(vocab_size: int):
+    """A byte-level BPE with Qwen2's split rules (no ignore_merges, as Qwen's tokenizer.json) of
+    exactly vocab_size tokens, trained on Python's help text: trained tokens, then <|endoftext|>,
+    <|im_start|>, <|im_end|>, then <|extra_N|> padding. Its post-processor appends <|endoftext|>
+    to every text, as the BitNet embedding models' tokenizers do."""
+    import pydoc_data.topics
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(QWEN_SPECIALS), min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)], trainer)
+    n_extra = vocab_size - tok.get_vocab_size() - len(QWEN_SPECIALS)
+    specials = QWEN_SPECIALS + [f"<|extra_{i}|>" for i in range(n_extra)]
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    eos = tok.token_to_id(QWEN_EOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"$A {QWEN_EOS}", pair=f"$A {QWEN_EOS} $B:1 {QWEN_EOS}:1", special_tokens=[(QWEN_EOS, eos)])
+    assert tok.get_vocab_size() == vocab_size
+    return tok
+
+
+def _write_qwen_tokenizer_and_configs(out: Path, shape: dict, quantization_config: dict) -> None:
+    tok = build_qwen_tokenizer(shape["vocab"])
+    tok.save(str(out / "tokenizer.json"))
+    eos = tok.token_to_id(QWEN_EOS)
+    added = {str(tok.token_to_id(s)): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
+                                       "single_word": False, "special": True}
+             for s in [t.content for t in tok.get_added_tokens_decoder().values()]}
+    _write_json(out / "tokenizer_config.json", {
+        "added_tokens_decoder": added, "bos_token": None, "eos_token": QWEN_EOS, "pad_token": QWEN_EOS,
+        "clean_up_tokenization_spaces": False, "model_max_length": shape["ctx"],
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    })
+    _write_json(out / "generation_config.json", {"eos_token_id": eos, "do_sample": False})
+    cfg = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_act": "silu",
+        "vocab_size": shape["vocab"], "hidden_size": shape["hidden"], "intermediate_size": shape["ffn"],
+        "num_hidden_layers": shape["layers"], "num_attention_heads": shape["heads"],
+        "num_key_value_heads": shape["kv_heads"], "head_dim": shape["head_dim"],
+        "max_position_embeddings": shape["ctx"], "rms_norm_eps": shape["eps"], "rope_theta": shape["rope_theta"],
+        "tie_word_embeddings": True, "attention_bias": False, "use_sliding_window": False,
+        "bos_token_id": eos, "eos_token_id": eos, "torch_dtype": "bfloat16", "use_cache": True,
+        # bitnet.cpp's embedding GGUFs pool the last token (the appended <|endoftext|>).
+        "pooling": "last",
+        "quantization_config": dict(quantization_config, use_rms_norm=True, rms_norm_eps=shape["eps"]),
+    }
+    _write_json(out / "config.json", cfg)
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -487,7 +566,11 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
     out.mkdir(parents=True, exist_ok=True)
 
     qc = {"packed": QUANT_CONFIG_PACKED, "packed-auto": QUANT_CONFIG_PACKED_AUTO}.get(fmt, QUANT_CONFIG_BF16)
-    if shape["arch"] == "bitnet":
+    if shape["arch"] == "qwen3":
+        if tok is not None:
+            raise click.ClickException("--tokenizer: qwen3 checkpoints train their own Qwen2-style vocabulary")
+        _write_qwen_tokenizer_and_configs(out, shape, qc)
+    elif shape["arch"] == "bitnet":
         # 1bitLLM's models use Llama-2's SentencePiece vocabulary: <unk>, <s>, </s> at 0, 1, 2.
         build_spm_tokenizer(out, shape["vocab"])
         shape = _complete_shape(shape)
@@ -505,7 +588,8 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
 @click.option("--preset", default="tiny", show_default=True, type=click.Choice(list(PRESETS), case_sensitive=False),
               help="Model shape (and, unless --arch says otherwise, architecture).")
 @click.option("--arch", type=click.Choice(ARCHS),
-              help="bitnet-b1.58 (2B4T), bitnet (1bitLLM) or llama (ternary Llama/Falcon3) "
+              help="bitnet-b1.58 (2B4T), bitnet (1bitLLM), llama (ternary Llama/Falcon3) or qwen3 "
+                   "(bitnet-embedding-0.6b) "
                    "[default: the preset's].")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
 @click.option("--format", "fmt", type=click.Choice(["packed", "packed-auto", "bf16", "fp16"]),
@@ -516,7 +600,7 @@ def generate(outdir: str | Path, preset: str = "tiny", seed: int = 0, fmt: str |
 @click.option("--layers", type=int, help="Override number of layers.")
 @click.option("--heads", type=int, help="Override attention heads.")
 @click.option("--kv-heads", type=int, help="Override key/value heads.")
-@click.option("--head-dim", type=int, help="Override the head dimension (llama only).")
+@click.option("--head-dim", type=int, help="Override the head dimension (llama and qwen3 only).")
 @click.option("--ffn", type=int, help="Override feed-forward size.")
 @click.option("--vocab", type=int, help="Override vocabulary size (>= 512).")
 @click.option("--ctx", type=int, help="Override max_position_embeddings.")

@@ -11,7 +11,12 @@ Three architectures, recognized from config.json:
   LlamaForCausalLM + quantization_config {quant_method: bitnet} -> GGUF arch "llama": ternary
       Llama-3 / Falcon3 / Falcon-E, SwiGLU, no sub-norms, NORM RoPE with the rows of Wq and Wk
       permuted per head as llama.cpp's converter does (so files interoperate with llama.cpp's and
-      bitnet.cpp's "llama" files).
+      bitnet.cpp's "llama" files);
+  Qwen3ForCausalLM + quantization_config {quant_method: bitnet, use_rms_norm: true} -> GGUF arch
+      "qwen3": microsoft/bitnet-embedding-0.6b, SwiGLU, NEOX RoPE, an RMSNorm inside every
+      BitLinear (`<proj>.rms_norm.weight`, written as bitnet.cpp does: blk.N.attn_q_norm_in, ...,
+      ffn_down_norm_in), per-head q/k norms (attn_q_norm / attn_k_norm), no output matrix, and
+      `qwen3.pooling_type` (llama.cpp's numbering; last token unless config.json says otherwise).
 
 Each writes `<arch>.hidden_activation` ("relu2" or "silu", llama.cpp's key) besides the usual
 `<arch>.*` hyperparameters. Two kinds of ternary linears are accepted:
@@ -56,7 +61,9 @@ from bitnet.formats.tl_pack import (
     pack_tl,
 )
 
-ARCH_B158, ARCH_BITNET, ARCH_LLAMA = "bitnet-b1.58", "bitnet", "llama"
+ARCH_B158, ARCH_BITNET, ARCH_LLAMA, ARCH_QWEN3 = "bitnet-b1.58", "bitnet", "llama", "qwen3"
+# llama.cpp's enum llama_pooling_type, the value of `<arch>.pooling_type`.
+POOLING_TYPES = {"none": 0, "mean": 1, "cls": 2, "last": 3}
 # general.file_type (llama_ftype numbering; TL1/TL2 as bitnet.cpp numbers them, next to I2_S)
 FILE_TYPES = {"f32": 0, "f16": 1, "i2_s": 40, "tl1": 38, "tl2": 39}
 TERNARY_OUTTYPES = ("i2_s", "tl1", "tl2")  # packed ternary linears (the others are float)
@@ -83,8 +90,9 @@ SUB_NORMS = {
     ARCH_B158: {"attn_sub_norm": "self_attn.attn_sub_norm", "ffn_sub_norm": "mlp.ffn_sub_norm"},
     ARCH_BITNET: {"attn_sub_norm": "self_attn.inner_attn_ln", "ffn_sub_norm": "mlp.ffn_layernorm"},
     ARCH_LLAMA: {},
+    ARCH_QWEN3: {},
 }
-ACTIVATIONS = {ARCH_B158: "relu2", ARCH_BITNET: "silu", ARCH_LLAMA: "silu"}
+ACTIVATIONS = {ARCH_B158: "relu2", ARCH_BITNET: "silu", ARCH_LLAMA: "silu", ARCH_QWEN3: "silu"}
 
 
 def detect_arch(cfg: dict) -> str:
@@ -97,6 +105,8 @@ def detect_arch(cfg: dict) -> str:
         return ARCH_BITNET
     if "LlamaForCausalLM" in archs and cfg.get("model_type") == "llama" and qc.get("quant_method") == "bitnet":
         return ARCH_LLAMA
+    if "Qwen3ForCausalLM" in archs and cfg.get("model_type") == "qwen3" and qc.get("quant_method") == "bitnet":
+        return ARCH_QWEN3
     raise click.ClickException(
         f"config.json has model_type {cfg.get('model_type')!r} and architectures {archs}; this converter "
         f"handles ternary checkpoints: BitNetForCausalLM (microsoft/bitnet-b1.58-2B-4T), BitnetForCausalLM "
@@ -142,10 +152,24 @@ class Hparams:
         self.rope_theta = float(rope.get("rope_theta", cfg.get("rope_theta", default_theta)))
         self.tied = bool(cfg.get("tie_word_embeddings", self.arch != ARCH_LLAMA))
         qc = cfg.get("quantization_config") or {}
-        if qc.get("use_rms_norm"):
+        # use_rms_norm: an RMSNorm inside every BitLinear, supported for the Qwen3 backbone only.
+        self.norm_in = bool(qc.get("use_rms_norm"))
+        if self.norm_in != (self.arch == ARCH_QWEN3):
             raise click.ClickException(
-                "quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported"
+                f"quantization_config.use_rms_norm = {qc.get('use_rms_norm')!r} is not supported for "
+                f"{self.arch} checkpoints (only Qwen3 BitNet embedding models have these norms, and they must)"
             )
+        if self.norm_in and float(qc.get("rms_norm_eps") or 1e-6) != self.eps:
+            # The GGUF carries one epsilon for every norm of the model, as bitnet.cpp's does.
+            raise click.ClickException(
+                f"quantization_config.rms_norm_eps {qc.get('rms_norm_eps')} differs from rms_norm_eps {self.eps}"
+            )
+        pooling = str(cfg.get("pooling", "last")).lower()
+        if pooling not in POOLING_TYPES:
+            raise click.ClickException(f"config.json pooling {pooling!r}: use one of {', '.join(POOLING_TYPES)}")
+        self.pooling = POOLING_TYPES[pooling]
+        if self.arch == ARCH_QWEN3:
+            self.tied = True  # an embedding model: no output matrix is written
         # BitLinear (the default) divides by weight_scale; AutoBitLinear multiplies by it.
         self.scale_multiplies = qc.get("linear_class") == "autobitlinear"
 
@@ -296,6 +320,13 @@ def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[t
                 plan.append((name, hf_name, "norm", GGML_F32, (hp.hidden,)))
                 continue
             out_f, in_f = hp.linear_shape(hf_suffix)
+            if hp.norm_in:
+                plan.append((f"blk.{layer}.{gguf_name}_norm_in.weight",
+                             f"model.layers.{layer}.{hf_suffix}.rms_norm.weight", "norm", GGML_F32, (in_f,)))
+            if hp.arch == ARCH_QWEN3 and gguf_name in ("attn_q", "attn_k"):
+                plan.append((f"blk.{layer}.{gguf_name}_norm.weight",
+                             f"model.layers.{layer}.self_attn.{gguf_name[-1]}_norm.weight", "norm", GGML_F32,
+                             (hp.head_dim,)))
             if lin_type in TL_TYPE_IDS.values():
                 try:
                     check_tl_shape(lin_type, out_f, in_f)
@@ -303,7 +334,7 @@ def _plan(weights: Weights, hp: Hparams, outtype: str, embd_type: str) -> list[t
                     raise click.ClickException(f"{name} [{out_f}, {in_f}]: {e}; convert with --outtype i2_s") from None
             plan.append((name, hf_name, "linear", lin_type, (out_f, in_f)))
     plan.append(("output_norm.weight", "model.norm.weight", "norm", GGML_F32, (hp.hidden,)))
-    if not hp.tied or "lm_head.weight" in weights:
+    if hp.arch != ARCH_QWEN3 and (not hp.tied or "lm_head.weight" in weights):
         plan.append(("output.weight", "lm_head.weight", "embed", embd_ggml, (hp.vocab, hp.hidden)))
     for _, hf_name, kind, _, shape in plan:
         if kind == "linear":
@@ -365,6 +396,8 @@ def _write_hparams(writer: GGUFWriter, hp: Hparams, name: str, outtype: str) -> 
     writer.add_vocab_size(hp.vocab)
     # llama.cpp's key for the FFN activation; engines that default to SiLU need it for the 2B4T.
     writer.add_string(f"{hp.arch}.hidden_activation", hp.act)
+    if hp.arch == ARCH_QWEN3:
+        writer.add_uint32(f"{hp.arch}.pooling_type", hp.pooling)
     if outtype in TL_TYPE_IDS:  # the engine refuses TL tensors of another layout
         writer.add_uint32(TL_BLOCK_KEY, TL_BM)
         writer.add_uint32(TL_LAYOUT_KEY, TL_LAYOUT)

@@ -40,6 +40,8 @@ LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+# Qwen2's (and Qwen3's) split: Llama 3's with single digits; llama.cpp names it "qwen2".
+QWEN2_SPLIT = LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
 
 SPACE = "\u2581"  # "▁": how SentencePiece writes a space inside pieces
 BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
@@ -146,6 +148,10 @@ def _pre_tokenizer_name(tj: dict) -> str:
     if (len(items) == 2 and _is_split(items[0], LLAMA3_SPLIT) and items[1].get("type") == "ByteLevel"
             and not items[1].get("use_regex", True) and not items[1].get("add_prefix_space", False)):
         return "llama-bpe" if ignore_merges else "smaug-bpe"
+    if (len(items) == 2 and _is_split(items[0], QWEN2_SPLIT) and items[1].get("type") == "ByteLevel"
+            and not items[1].get("use_regex", True) and not items[1].get("add_prefix_space", False)
+            and not ignore_merges):
+        return "qwen2"
     if (len(items) == 1 and items[0].get("type") == "ByteLevel" and items[0].get("use_regex", True)
             and not items[0].get("add_prefix_space", False) and not ignore_merges):
         return "gpt-2"

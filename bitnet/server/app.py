@@ -48,6 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from bitnet.bindings import BitnetError, Model
+from bitnet.server.embeddings import EmbeddingBody, EmbeddingInputError, Embedder
 from bitnet.server import shapes
 from bitnet.server.shapes import model_id
 from bitnet.server.prompt import ChatRenderError, chat_render, chat_tokens, surely_too_long, vocab_scan
@@ -400,7 +401,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def _http_error(http: HttpRequest, exc: StarletteHTTPException):
         if exc.status_code == 404:
             msg = f"no endpoint {http.method} {http.url.path}; see GET /v1/models, POST /v1/completions, " \
-                  "POST /v1/chat/completions, GET /health, GET /metrics"
+                  "POST /v1/chat/completions, POST /v1/embeddings, GET /health, GET /metrics"
         else:
             msg = f"{http.method} {http.url.path}: {exc.detail}"
         return APIError(exc.status_code, msg, code=None).response()
@@ -564,6 +565,18 @@ def create_app(config: ServerConfig) -> FastAPI:
         first = shapes.chat_first_chunk(head)
         return await respond(http, jobs, body.stream, include_usage, [partial(shapes.chat_chunk, head)], first,
                              lambda results: shapes.chat_completion(head, *results[0]))
+
+    embedder = Embedder(model, n_ctx_max=sched.n_ctx)
+
+    @app.post("/v1/embeddings", dependencies=auth)
+    async def embeddings(http: HttpRequest):
+        check_file()
+        body = await _parse(http, config, EmbeddingBody)
+        check_model(body.model)
+        try:
+            return await embedder.respond(body, config.model_id)
+        except EmbeddingInputError as e:
+            raise APIError(400, str(e), param=e.param, code="invalid_value") from None
 
     endpoints = {r.path for r in app.routes if "{" not in getattr(r, "path", "{")}
     app.add_middleware(HttpMetrics, endpoints=endpoints, counts=http_counts)

@@ -11,6 +11,7 @@
 #include "api/internal.h"
 #include "chat/chat.h"
 #include "kernels/kernels.h"
+#include "model/embed.h"
 #include "util/common.h"
 
 namespace {
@@ -274,6 +275,22 @@ const float* bitnet_get_logits_ith(bitnet_context* ctx, int32_t i) {
         return nullptr;
     }
     return c.logits.data() + (size_t)row * c.model->hp.n_vocab;
+}
+
+int32_t bitnet_model_pooling_type(const bitnet_model* model) { return (int32_t)model->m->hp.pooling; }
+
+int32_t bitnet_embed(bitnet_context* ctx, const bitnet_token* tokens, const int32_t* n_tokens,
+                     int32_t n_texts, int32_t pooling, int32_t normalize, float* out) {
+    return guarded<>((int32_t)-1, [&]() -> int32_t {
+        if (n_texts <= 0) bitnet::fail("bitnet_embed: no texts");
+        if (!tokens || !n_tokens || !out) bitnet::fail("bitnet_embed: tokens, n_tokens and out are required");
+        if (pooling < -1 || pooling > 3)
+            bitnet::fail("bitnet_embed: pooling %d is not one of -1 (the model's), 0..3", pooling);
+        bitnet::Context& c = *ctx->c;
+        const bitnet::Pooling p = pooling < 0 ? c.model->hp.pooling : (bitnet::Pooling)pooling;
+        bitnet::embed_texts(c, tokens, n_tokens, n_texts, p, normalize != 0, out);
+        return 0;
+    });
 }
 
 int32_t bitnet_seq_length(const bitnet_context* ctx, int32_t seq) {

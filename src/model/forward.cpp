@@ -11,6 +11,10 @@
 //   logits = output · output_norm(h)      (output = token embedding when tied; through its
 //                                          compact copy when certified, output_cert.h)
 //
+// qwen3 (BitNet embedding models) differs in two places: each W· normalizes its own input first
+// (W·RMSNorm_W(n), transformers' BitLinear use_rms_norm: a separate int8 quantization per
+// projection), and q and k get a per-head RMSNorm before RoPE.
+//
 // Every W· is a BitLinear: activations quantized per token to int8 (absmax), ternary weights,
 // integer dot products, one float rescale (linear.cpp), then llama.cpp's optional per-tensor
 // output scale. Scratch buffers live in the Context, so nothing here allocates per token.
@@ -65,6 +69,18 @@ void project(Context& ctx, const Proj& p, const QuantBatch& qb, float* out) {
     linear_forward(ctx, p.w, qb, out);
     if (p.scale != 1.0f)
         for (int64_t i = 0; i < qb.n * p.w.out; ++i) out[i] *= p.scale;
+}
+
+// out = BitLinear(p)(x) for n rows of length k; with a non-empty input norm `in`, of
+// RMSNorm_in(x) (quantized on its own: the norm changes each row's absmax).
+void project_rows(Context& ctx, const Proj& p, const std::vector<float>& in, const float* x,
+                  int64_t n, int64_t k, float eps, QuantBatch& qb, float* out) {
+    if (!in.empty()) {
+        norm_rows(ctx, x, in, n, k, eps, ctx.xin.data());
+        x = ctx.xin.data();
+    }
+    quantize_rows(ctx, x, n, k, qb);
+    project(ctx, p, qb, out);
 }
 
 // fa = act(fa) * fb over n values (the buffers never overlap).
@@ -164,12 +180,26 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
 
         // attention
         norm_rows(ctx, x, L.attn_norm, n, d, eps, xn);
-        quantize_rows(ctx, xn, n, d, ctx.qa);
-        {
+        if (hp.norm_in) {
+            BITNET_PROFILE_SCOPE("matmul-qkv");
+            project_rows(ctx, L.wq, L.q_in, xn, n, d, eps, ctx.qa, ctx.q.data());
+            project_rows(ctx, L.wk, L.k_in, xn, n, d, eps, ctx.qa, ctx.k.data());
+            project_rows(ctx, L.wv, L.v_in, xn, n, d, eps, ctx.qa, ctx.v.data());
+        } else {
+            quantize_rows(ctx, xn, n, d, ctx.qa);
             BITNET_PROFILE_SCOPE("matmul-qkv");
             project(ctx, L.wq, ctx.qa, ctx.q.data());
             project(ctx, L.wk, ctx.qa, ctx.k.data());
             project(ctx, L.wv, ctx.qa, ctx.v.data());
+        }
+        if (hp.qk_norm) {
+            BITNET_PROFILE_SCOPE("norm");
+            ctx.pool->for_each_row(n, [&](int64_t i) {
+                float* qi = ctx.q.data() + i * dq;
+                float* ki = ctx.k.data() + i * dkv;
+                for (int h = 0; h < hp.n_head; ++h) rms_norm(qi + h * hd, L.q_norm.data(), hd, eps, qi + h * hd);
+                for (int h = 0; h < hp.n_head_kv; ++h) rms_norm(ki + h * hd, L.k_norm.data(), hd, eps, ki + h * hd);
+            }, row_grain(dq + dkv));
         }
         {
             BITNET_PROFILE_SCOPE("rope");
@@ -184,17 +214,20 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
             attention_layer(ctx, l, seq_ids, positions, n);
         }
         if (hp.sub_norms) norm_rows(ctx, ctx.att.data(), L.attn_sub_norm, n, dq, eps, ctx.att.data());
-        quantize_rows(ctx, ctx.att.data(), n, dq, ctx.qb);
         {
             BITNET_PROFILE_SCOPE("matmul-o");
-            project(ctx, L.wo, ctx.qb, xn);
+            project_rows(ctx, L.wo, L.o_in, ctx.att.data(), n, dq, eps, ctx.qb, xn);
         }
         add_rows(ctx, x, xn, n, d);
 
         // feed-forward
         norm_rows(ctx, x, L.ffn_norm, n, d, eps, xn);
-        quantize_rows(ctx, xn, n, d, ctx.qa);
-        {
+        if (hp.norm_in) {
+            BITNET_PROFILE_SCOPE("matmul-ffn");
+            project_rows(ctx, L.gate, L.gate_in, xn, n, d, eps, ctx.qa, ctx.ffa.data());
+            project_rows(ctx, L.up, L.up_in, xn, n, d, eps, ctx.qa, ctx.ffb.data());
+        } else {
+            quantize_rows(ctx, xn, n, d, ctx.qa);
             BITNET_PROFILE_SCOPE("matmul-ffn");
             project(ctx, L.gate, ctx.qa, ctx.ffa.data());
             project(ctx, L.up, ctx.qa, ctx.ffb.data());
@@ -202,10 +235,9 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
         float* fa = ctx.ffa.data();
         gated_activation(ctx, hp.act, fa, ctx.ffb.data(), n, ff);
         if (hp.sub_norms) norm_rows(ctx, fa, L.ffn_sub_norm, n, ff, eps, fa);
-        quantize_rows(ctx, fa, n, ff, ctx.qb);
         {
             BITNET_PROFILE_SCOPE("matmul-ffn");
-            project(ctx, L.down, ctx.qb, xn);
+            project_rows(ctx, L.down, L.down_in, fa, n, ff, eps, ctx.qb, xn);
         }
         add_rows(ctx, x, xn, n, d);
     }
@@ -217,6 +249,13 @@ void forward_batch(Context& ctx, const int32_t* tokens, const int32_t* seq_ids,
         if (want[i]) ctx.b_rows[rows++] = i;
     if (rows == 0) return;
     const int32_t* src = ctx.b_rows.data();
+    if (ctx.embd_out) {  // embeddings: the final hidden states themselves, no output layer
+        BITNET_PROFILE_SCOPE("norm");
+        ctx.pool->for_each_row(rows, [&](int64_t r) {
+            rms_norm(x + src[r] * d, m.output_norm.data(), d, eps, ctx.embd_out + (first_index + src[r]) * d);
+        }, row_grain(d));
+        return;
+    }
     {
         BITNET_PROFILE_SCOPE("norm");
         ctx.pool->for_each_row(rows, [&](int64_t r) {

@@ -38,6 +38,7 @@ constexpr ArchTraits kArchs[] = {
     {"bitnet-25", FfnAct::RELU2, RopeType::NEOX, true},
     {"bitnet", FfnAct::SILU, RopeType::NEOX, true},
     {"llama", FfnAct::SILU, RopeType::NORM, false},
+    {"qwen3", FfnAct::SILU, RopeType::NEOX, false},
 };
 
 const ArchTraits* find_arch(const std::string& a) {
@@ -163,7 +164,7 @@ std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap) {
     const ArchTraits* arch = find_arch(hp.arch);
     if (!arch)
         fail("%s: unknown model architecture '%s' (this engine runs: bitnet-b1.58, bitnet-25, "
-             "bitnet, llama)",
+             "bitnet, llama, qwen3)",
              path.c_str(), hp.arch.c_str());
     const std::string p = hp.arch + ".";
     hp.n_ctx_train = get_hparam(f, p + "context_length");
@@ -202,6 +203,13 @@ std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap) {
     hp.rope = arch->rope;
     hp.sub_norms = arch->sub_norms;
     hp.act = resolve_activation(f, *arch, hp);
+    // qwen3: the BitNet embedding models' backbone (bitnet.cpp's layout: blk.N.*_norm_in).
+    hp.norm_in = hp.qk_norm = hp.arch == "qwen3";
+    const int64_t pooling = f.get_int(p + "pooling_type", 0);
+    if (pooling < 0 || pooling > 3)
+        fail("%s: metadata '%spooling_type' = %lld is not a pooling this engine has (0 none, 1 mean, "
+             "2 cls, 3 last)", path.c_str(), p.c_str(), (long long)pooling);
+    hp.pooling = (Pooling)pooling;
 
     m->tokenizer = tokenizer_from_gguf(f);
 
@@ -218,7 +226,8 @@ std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap) {
                     ? load_linear(f, "output.weight", hp.n_embd, hp.n_vocab, false)
                     : m->tok_embd;
     m->output_norm = load_vector(f, "output_norm.weight", hp.n_embd);
-    if (m->output.type == TYPE_F16 || m->output.type == TYPE_F32)
+    // An embedding model never computes logits: no compact copy of its output matrix.
+    if (hp.pooling == Pooling::NONE && (m->output.type == TYPE_F16 || m->output.type == TYPE_F32))
         output_cert_build(*m, output_compact_type(hp.n_embd, m->output.t->nbytes), usable_cpus());
 
     const int64_t d = hp.n_embd, dq = (int64_t)hp.n_head * hp.head_dim,
@@ -235,6 +244,19 @@ std::unique_ptr<Model> model_load(const std::string& path, bool use_mmap) {
         L.gate = load_proj(f, b + "ffn_gate", d, ff);
         L.up = load_proj(f, b + "ffn_up", d, ff);
         L.down = load_proj(f, b + "ffn_down", ff, d);
+        if (hp.norm_in) {
+            L.q_in = load_vector(f, b + "attn_q_norm_in.weight", d);
+            L.k_in = load_vector(f, b + "attn_k_norm_in.weight", d);
+            L.v_in = load_vector(f, b + "attn_v_norm_in.weight", d);
+            L.o_in = load_vector(f, b + "attn_output_norm_in.weight", dq);
+            L.gate_in = load_vector(f, b + "ffn_gate_norm_in.weight", d);
+            L.up_in = load_vector(f, b + "ffn_up_norm_in.weight", d);
+            L.down_in = load_vector(f, b + "ffn_down_norm_in.weight", ff);
+        }
+        if (hp.qk_norm) {
+            L.q_norm = load_vector(f, b + "attn_q_norm.weight", hp.head_dim);
+            L.k_norm = load_vector(f, b + "attn_k_norm.weight", hp.head_dim);
+        }
         if (hp.sub_norms) {
             L.attn_sub_norm = load_vector(f, b + "attn_sub_norm.weight", dq);
             L.ffn_sub_norm = load_vector(f, b + "ffn_sub_norm.weight", ff);
@@ -281,6 +303,7 @@ std::unique_ptr<Context> context_new(Model* model, int n_ctx, int n_threads, int
     const int64_t widest = std::max<int64_t>({hp.n_embd, dq, hp.n_ff});
     c->x.resize(nb * hp.n_embd);
     c->xn.resize(nb * widest);
+    if (hp.norm_in) c->xin.resize(nb * widest);
     c->q.resize(nb * dq);
     c->k.resize(nb * dkv);
     c->v.resize(nb * dkv);

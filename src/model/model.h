@@ -18,7 +18,10 @@ namespace bitnet {
 
 // How an architecture's blocks differ, resolved from the GGUF at load time (see model.cpp).
 enum class FfnAct { SILU, RELU2 };  // gated FFN: act(gate)·up with SiLU (Llama) or relu² (2B4T)
-enum class RopeType { NORM, NEOX }; // NORM: adjacent pairs (Q/K rows permuted by the converter,
+enum class RopeType { NORM, NEOX };
+// How an embedding model pools its tokens' final hidden states: llama.cpp's llama_pooling_type
+// numbers, as `<arch>.pooling_type` stores them (NONE: not an embedding model).
+enum class Pooling { NONE = 0, MEAN = 1, CLS = 2, LAST = 3 }; // NORM: adjacent pairs (Q/K rows permuted by the converter,
                                     // llama.cpp's "llama"); NEOX: halves (Hugging Face rotate_half)
 
 struct HParams {
@@ -36,6 +39,9 @@ struct HParams {
     FfnAct act = FfnAct::SILU;
     RopeType rope = RopeType::NEOX;
     bool sub_norms = false;  // attn_sub_norm before Wo, ffn_sub_norm before Wdown (BitNet archs)
+    bool norm_in = false;    // an RMSNorm on each projection's input (BitLinear use_rms_norm, qwen3)
+    bool qk_norm = false;    // per-head RMSNorm on q and k before RoPE (qwen3)
+    Pooling pooling = Pooling::NONE;
 };
 
 // One projection of a block: the weight matrix and llama.cpp's optional per-tensor output scale
@@ -52,6 +58,9 @@ struct Layer {
     std::vector<float> ffn_norm;       // (n_embd)
     Proj gate, up, down;               // (n_ff, n_embd) x2, (n_embd, n_ff)
     std::vector<float> ffn_sub_norm;   // (n_ff), empty without sub-norms
+    // BitLinear input norms (empty without norm_in): q/k/v/gate/up (n_embd), o (n_head*hd), down (n_ff)
+    std::vector<float> q_in, k_in, v_in, o_in, gate_in, up_in, down_in;
+    std::vector<float> q_norm, k_norm;  // (hd) per-head norms, empty without qk_norm
 };
 
 struct Model {
@@ -92,6 +101,10 @@ struct Context {
 
     // scratch for one batch of up to n_batch tokens
     std::vector<float> x, xn, q, k, v, att, ffa, ffb;
+    std::vector<float> xin;               // (n_batch, max(in)) a projection's own input norm (norm_in)
+    // Embeddings mode: when set, forward_batch writes output_norm(h) of each token with want[i]
+    // to embd_out + (first_index + i) * n_embd instead of computing logits (see embed.h).
+    float* embd_out = nullptr;
     std::vector<int32_t> acc;             // (n_batch, max(out))
     std::vector<float> deq;               // (n_batch, max(in)) float linears: dequantized inputs
     std::vector<float> scores;            // (n_threads, n_ctx) exact attention's score rows

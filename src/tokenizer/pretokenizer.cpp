@@ -72,7 +72,8 @@ size_t match_trailing_space(const Units& u, size_t i) {
 // One piece of the Llama-3 regex at i:
 // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
 // \s*[\r\n]+|\s+(?!\S)|\s+
-size_t match_llama3(const Units& u, size_t i) {
+// Qwen2's regex is the same with \p{N} for \p{N}{1,3}: max_digits 1 instead of 3.
+size_t match_llama3(const Units& u, size_t i, size_t max_digits = 3) {
     size_t j = match_contraction(u, i, true);
     if (j != i) return j;
     if (u.letter(i) || (!u.crlf(i) && !u.number(i) && u.letter(i + 1))) {
@@ -82,7 +83,7 @@ size_t match_llama3(const Units& u, size_t i) {
     }
     if (u.number(i)) {
         j = i + 1;
-        while (j < i + 3 && u.number(j)) ++j;
+        while (j < i + max_digits && u.number(j)) ++j;
         return j;
     }
     if (u.other(i) || (u.is(i, ' ') && u.other(i + 1))) {
@@ -134,6 +135,7 @@ const PreInfo kPreTypes[] = {
     {"llama-v3", PreType::LLAMA3, true},  {"falcon3", PreType::LLAMA3, true},
     {"falcon_e", PreType::LLAMA3, true},  {"smaug-bpe", PreType::LLAMA3, false},
     {"gpt2", PreType::GPT2, false},       {"gpt-2", PreType::GPT2, false},
+    {"qwen2", PreType::QWEN2, false},
 };
 
 }  // namespace
@@ -157,7 +159,9 @@ void split(PreType type, const std::string& text, size_t begin, size_t end,
     Units u;
     u.load(text, begin, end);
     for (size_t i = 0; i < u.n;) {
-        i = type == PreType::LLAMA3 ? match_llama3(u, i) : match_gpt2(u, i);
+        i = type == PreType::LLAMA3  ? match_llama3(u, i)
+            : type == PreType::QWEN2 ? match_llama3(u, i, 1)
+                                     : match_gpt2(u, i);
         ends.push_back(u.offs[i]);
     }
 }

@@ -1,4 +1,4 @@
-// Pre-tokenizers of byte-level BPE vocabularies: the split regexes of GPT-2 and Llama 3, written
+// Pre-tokenizers of byte-level BPE vocabularies: the split regexes of GPT-2, Llama 3 and Qwen2, written
 // by hand over code points (std::regex has no \p{L} and is slow), with the exact match semantics
 // of Oniguruma, the regex engine of Hugging Face `tokenizers`.
 #pragma once
@@ -13,6 +13,8 @@ enum class PreType {
     // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
     // \s*[\r\n]+|\s+(?!\S)|\s+
     LLAMA3,
+    // Qwen2 / Qwen3: the Llama-3 regex with single digits, \p{N} for \p{N}{1,3}
+    QWEN2,
     // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
     GPT2,
 };
